@@ -1,0 +1,1 @@
+"""The pure domain: workflow definitions, the execution aggregate and its decisions."""

@@ -1,0 +1,1 @@
+"""flowlog: an event-sourced stream-processing engine for AI-agent workflows on Kafka."""

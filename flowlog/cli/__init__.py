@@ -1,0 +1,21 @@
+"""The `flowlog` command line: one typer app, one sub-app per concern (each in its module)."""
+
+from __future__ import annotations
+
+import typer
+
+from flowlog.cli import contract, services, workflows
+
+app = typer.Typer(
+    name="flowlog",
+    help="flowlog: an event-sourced engine for AI-agent workflows on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+services.register(app)
+contract.register(app)
+workflows.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,3 @@
+from flowlog.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""One typed settings object for every flowlog process (environment prefix ``FLOWLOG_``).
+
+Every default points at the local services that ``make up`` starts, so nothing needs
+configuring on a developer's machine. Each field's environment name is ``FLOWLOG_`` plus
+the field name in upper case (``FLOWLOG_KAFKA_PORT``, ``FLOWLOG_PG_DSN`` ...). The README
+lists them all; ``flowlog settings`` prints the values in force.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Settings in force; read from the environment (``FLOWLOG_*``) and ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWLOG_", env_file=".env", extra="ignore")
+
+    # --- where the local services keep their data and logs (an ignored folder) ---
+    state_dir: Path = Field(
+        REPO_ROOT / ".state", description="Data, logs and pid files of the local services."
+    )
+
+    # --- Kafka ---
+    kafka_host: str = Field("127.0.0.1", description="Host the local broker binds to.")
+    kafka_port: int = Field(9092, description="Kafka PLAINTEXT listener port.")
+    kafka_controller_port: int = Field(9093, description="KRaft controller listener port.")
+    kafka_heap: str = Field("1g", description="Broker heap (-Xms = -Xmx, avoids KAFKA-19890).")
+    kafka_version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version.")
+    kafka_bootstrap: str | None = Field(
+        None, description="Bootstrap servers; default is kafka_host:kafka_port."
+    )
+    topic_prefix: str = Field("flowlog.", description="Prefix of every topic name.")
+    default_partitions: int = Field(6, description="Partitions of execution-keyed topics.")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent schema registry; when set, events use its wire format."
+    )
+
+    # --- PostgreSQL ---
+    pg_host: str = Field("127.0.0.1", description="PostgreSQL host.")
+    pg_port: int = Field(5433, description="PostgreSQL port (5433 avoids a system cluster).")
+    pg_user: str = Field("flowlog", description="PostgreSQL user.")
+    pg_password: str = Field("flowlog", description="PostgreSQL password.")
+    pg_database: str = Field("flowlog", description="PostgreSQL database.")
+    pg_superuser: str = Field("postgres", description="Cluster superuser (local cluster).")
+
+    # --- Redis ---
+    redis_host: str = Field("127.0.0.1", description="Redis host.")
+    redis_port: int = Field(6380, description="Redis port (6380 avoids a system Redis).")
+
+    # --- RabbitMQ ---
+    rabbitmq_host: str = Field("127.0.0.1", description="RabbitMQ host.")
+    rabbitmq_port: int = Field(5673, description="RabbitMQ AMQP port.")
+    rabbitmq_dist_port: int = Field(25673, description="RabbitMQ Erlang distribution port.")
+    rabbitmq_user: str = Field("flowlog", description="RabbitMQ user.")
+    rabbitmq_password: str = Field("flowlog", description="RabbitMQ password.")
+    rabbitmq_vhost: str = Field("flowlog", description="RabbitMQ virtual host.")
+
+    # --- claim check (payloads too large for a Kafka record) ---
+    claim_check_threshold_bytes: int = Field(
+        512 * 1024, description="Payloads larger than this go to the blob store."
+    )
+    blob_store_url: str | None = Field(
+        None, description="s3://bucket/prefix for S3-compatible stores; default a local folder."
+    )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def pg_dsn(self) -> str:
+        return (
+            f"postgresql://{self.pg_user}:{self.pg_password}"
+            f"@{self.pg_host}:{self.pg_port}/{self.pg_database}"
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def amqp_url(self) -> str:
+        return (
+            f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}"
+            f"@{self.rabbitmq_host}:{self.rabbitmq_port}/{self.rabbitmq_vhost}"
+        )
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.state_dir / "blobs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

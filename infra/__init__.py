@@ -1,0 +1,1 @@
+"""Starting the real services (Kafka, PostgreSQL, Redis, RabbitMQ) with and without Docker."""

@@ -1,0 +1,1 @@
+"""Projections: read models, analytics and the audit store, with replay and verify."""

@@ -1,0 +1,1 @@
+"""The event contract: Avro schemas, event types, serialization, topic catalog, producer SDK."""

@@ -1,0 +1,1 @@
+"""Faust stream agents: orchestrator, executors, timers, trigger sources."""
