@@ -198,6 +198,10 @@ class Service:
     def install(self) -> None:
         raise NotImplementedError
 
+    def log_files(self) -> list[Path]:
+        """Where a failed start explains itself (the service log, then its stdout)."""
+        return [self.logfile, self.dir / f"{self.name}.stdout"]
+
     def launch(self) -> None:
         """Start the process and write the pid file."""
         raise NotImplementedError
@@ -254,11 +258,14 @@ class Service:
         self.launch()
         if not wait_until(lambda: self.healthy() or not self.pid(), self.start_timeout) or \
                 not self.healthy():
-            log = tail(self.logfile)
+            logs = "\n".join(
+                f"--- last lines of {path} ---\n{tail(path)}"
+                for path in self.log_files() if path.exists()
+            ) or "(it wrote no log)"
             self.down()
             raise ServiceError(
                 f"{self.name} did not become healthy on port {self.port} within "
-                f"{self.start_timeout:.0f}s and was stopped. Last lines of {self.logfile}:\n{log}"
+                f"{self.start_timeout:.0f}s and was stopped.\n{logs}"
             )
         self.after_start()
         return "started"
