@@ -1,0 +1,513 @@
+"""Every event type of the contract (docs/events.md), as pydantic models.
+
+Each class matches its newest ``avro/<Name>/vN.avsc`` exactly; ``flowlog schemas check``
+and tests/unit/schemas/test_drift.py prove it. Change a class, then run
+``flowlog schemas generate`` to write the next schema version.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from flowlog.schemas.errors import EventValidationError
+from flowlog.schemas.ids import execution_id_for
+from flowlog.schemas.model import Event, Int32, Json, Record, validation_error
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
+
+# --- shared named types -------------------------------------------------------------------
+
+
+class TriggerSource(StrEnum):
+    webhook = "webhook"
+    schedule = "schedule"
+    event = "event"
+    poll = "poll"
+    manual = "manual"
+
+
+class TimerKind(StrEnum):
+    delay = "delay"
+    retry = "retry"
+    node_timeout = "node_timeout"
+    execution_timeout = "execution_timeout"
+
+
+class ResultStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class ErrorInfo(Record):
+    type: str
+    message: str
+    retryable: bool = False
+
+
+class ModelCall(Record):
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: int
+
+
+class ToolCall(Record):
+    tool: str
+    ok: bool
+    latency_ms: int
+
+
+# --- families -------------------------------------------------------------------------------
+
+
+class ExecutionEvent(Event):
+    """An event of the execution's own history (topic execution-events): ``seq`` is set."""
+
+    topic: ClassVar[str] = "execution-events"
+
+    @model_validator(mode="after")
+    def _needs_seq(self) -> ExecutionEvent:
+        if self.seq is None or self.seq < 1:
+            raise EventValidationError(
+                self.event_type, "seq", self.seq, "must be a position >= 1",
+                "set seq to the event's position in the execution's history",
+            )
+        return self
+
+
+class DefinitionEvent(Event):
+    """A workflow definition event (topic workflow-definitions, key workflow_id)."""
+
+    topic: ClassVar[str] = "workflow-definitions"
+    key_field: ClassVar[str] = "workflow_id"
+    execution_id: str | None = None
+
+
+# --- inputs to the orchestrator -------------------------------------------------------------
+
+
+class TriggerReceived(Event):
+    """A trigger; without ``execution_id`` one is derived (dedup key) or made (UUIDv7)."""
+
+    topic: ClassVar[str] = "triggers"
+    derived_fields: ClassVar[tuple[str, ...]] = ("execution_id",)
+    event_type: Literal["TriggerReceived"] = "TriggerReceived"
+    source: TriggerSource
+    input: Json
+    dedup_key: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_ids(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("workflow_id"), str):
+            return data
+        dedup = data.get("dedup_key")
+        derived = execution_id_for(data["workflow_id"], dedup) if dedup is not None else None
+        given = data.get("execution_id")
+        if given is None:
+            data = {**data, "execution_id": derived or execution_id_for(data["workflow_id"], None)}
+        elif derived is not None and given != derived:
+            raise EventValidationError(
+                "TriggerReceived", "execution_id", given,
+                "does not match the id derived from dedup_key",
+                f"leave execution_id out (it is derived) or use {derived}",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _correlate(self) -> TriggerReceived:
+        if self.correlation_id is None:
+            object.__setattr__(self, "correlation_id", self.event_id)
+        return self
+
+
+class CancelRequested(Event):
+    topic: ClassVar[str] = "commands"
+    event_type: Literal["CancelRequested"] = "CancelRequested"
+    reason: str = ""
+
+
+class RetryNodeRequested(Event):
+    topic: ClassVar[str] = "commands"
+    event_type: Literal["RetryNodeRequested"] = "RetryNodeRequested"
+    node_id: str
+    reason: str = ""
+
+
+class ResumeRequested(Event):
+    topic: ClassVar[str] = "commands"
+    event_type: Literal["ResumeRequested"] = "ResumeRequested"
+    reason: str = ""
+
+
+class NodeResultReported(Event):
+    topic: ClassVar[str] = "node-results"
+    event_type: Literal["NodeResultReported"] = "NodeResultReported"
+    node_id: str
+    attempt: Int32
+    task_key: str
+    status: ResultStatus
+    output: Json | None = None
+    error: ErrorInfo | None = None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    model_calls: list[ModelCall] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+class NodeTaskIssued(Event):
+    topic: ClassVar[str] = "node-tasks"
+    event_type: Literal["NodeTaskIssued"] = "NodeTaskIssued"
+    node_id: str
+    node_type: str
+    attempt: Int32
+    task_key: str
+    input: Json
+    config: Json
+    timeout_ms: int
+    deadline_at: AwareDatetime
+
+
+class TimerFired(Event):
+    """A due timer: an input on ``timers`` and, with ``seq``, an execution event."""
+
+    topic: ClassVar[str] = "timers"
+    event_type: Literal["TimerFired"] = "TimerFired"
+    timer_id: str
+    kind: TimerKind
+    node_id: str | None = None
+    attempt: Int32 | None = None
+    due_at: AwareDatetime
+
+
+# --- execution events -----------------------------------------------------------------------
+
+
+class ExecutionStarted(ExecutionEvent):
+    event_type: Literal["ExecutionStarted"] = "ExecutionStarted"
+    input: Json
+    trigger_source: TriggerSource
+    dedup_key: str | None = None
+
+
+class ExecutionRejected(ExecutionEvent):
+    event_type: Literal["ExecutionRejected"] = "ExecutionRejected"
+    reason: str
+
+
+class NodeScheduled(ExecutionEvent):
+    event_type: Literal["NodeScheduled"] = "NodeScheduled"
+    node_id: str
+    node_type: str
+    attempt: Int32
+    input: Json
+    task_key: str
+
+
+class NodeStarted(ExecutionEvent):
+    event_type: Literal["NodeStarted"] = "NodeStarted"
+    node_id: str
+    attempt: Int32
+
+
+class NodeSucceeded(ExecutionEvent):
+    event_type: Literal["NodeSucceeded"] = "NodeSucceeded"
+    node_id: str
+    attempt: Int32
+    output: Json
+
+
+class NodeFailed(ExecutionEvent):
+    event_type: Literal["NodeFailed"] = "NodeFailed"
+    node_id: str
+    attempt: Int32
+    error: ErrorInfo
+
+
+class NodeRetryScheduled(ExecutionEvent):
+    event_type: Literal["NodeRetryScheduled"] = "NodeRetryScheduled"
+    node_id: str
+    attempt: Int32
+    next_attempt: Int32
+    due_at: AwareDatetime
+
+
+class NodeDeadLettered(ExecutionEvent):
+    event_type: Literal["NodeDeadLettered"] = "NodeDeadLettered"
+    node_id: str
+    attempt: Int32
+    error: ErrorInfo
+
+
+class NodeSkipped(ExecutionEvent):
+    event_type: Literal["NodeSkipped"] = "NodeSkipped"
+    node_id: str
+    reason: str
+
+
+class BranchDecided(ExecutionEvent):
+    event_type: Literal["BranchDecided"] = "BranchDecided"
+    node_id: str
+    branch: str
+    targets: list[str]
+
+
+class LoopIterationStarted(ExecutionEvent):
+    event_type: Literal["LoopIterationStarted"] = "LoopIterationStarted"
+    node_id: str
+    index: Int32
+    item: Json
+
+
+class LoopIterationCompleted(ExecutionEvent):
+    event_type: Literal["LoopIterationCompleted"] = "LoopIterationCompleted"
+    node_id: str
+    index: Int32
+    output: Json
+
+
+class TimerSet(ExecutionEvent):
+    event_type: Literal["TimerSet"] = "TimerSet"
+    timer_id: str
+    kind: TimerKind
+    node_id: str | None = None
+    attempt: Int32 | None = None
+    due_at: AwareDatetime
+
+
+class AgentModelCalled(ExecutionEvent):
+    event_type: Literal["AgentModelCalled"] = "AgentModelCalled"
+    node_id: str
+    attempt: Int32
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: int
+
+
+class AgentToolCalled(ExecutionEvent):
+    event_type: Literal["AgentToolCalled"] = "AgentToolCalled"
+    node_id: str
+    attempt: Int32
+    tool: str
+    ok: bool
+    latency_ms: int
+
+
+class InputIgnored(ExecutionEvent):
+    event_type: Literal["InputIgnored"] = "InputIgnored"
+    input_event_id: str
+    reason: str
+
+
+class IncidentRaised(ExecutionEvent):
+    event_type: Literal["IncidentRaised"] = "IncidentRaised"
+    incident_id: str
+    node_id: str
+    reason: str
+
+
+class IncidentResolved(ExecutionEvent):
+    event_type: Literal["IncidentResolved"] = "IncidentResolved"
+    incident_id: str
+    node_id: str
+    resolution: str
+
+
+class ExecutionSucceeded(ExecutionEvent):
+    event_type: Literal["ExecutionSucceeded"] = "ExecutionSucceeded"
+    output: Json
+
+
+class ExecutionFailed(ExecutionEvent):
+    event_type: Literal["ExecutionFailed"] = "ExecutionFailed"
+    error: ErrorInfo
+    node_id: str | None = None
+
+
+class ExecutionCancelled(ExecutionEvent):
+    event_type: Literal["ExecutionCancelled"] = "ExecutionCancelled"
+    reason: str = ""
+
+
+# --- definition events ----------------------------------------------------------------------
+
+
+class _VersionMatches(DefinitionEvent):
+    @model_validator(mode="after")
+    def _same_version(self) -> _VersionMatches:
+        version = getattr(self, "version", self.workflow_version)
+        if version != self.workflow_version:
+            raise EventValidationError(
+                self.event_type, "version", version, "differs from workflow_version",
+                "give the same number in version and workflow_version",
+            )
+        return self
+
+
+class WorkflowDefined(_VersionMatches):
+    event_type: Literal["WorkflowDefined"] = "WorkflowDefined"
+    definition: Json
+    version: Int32
+
+
+class WorkflowUpdated(_VersionMatches):
+    event_type: Literal["WorkflowUpdated"] = "WorkflowUpdated"
+    definition: Json
+    version: Int32
+
+
+class WorkflowActivated(DefinitionEvent):
+    event_type: Literal["WorkflowActivated"] = "WorkflowActivated"
+
+
+class WorkflowPaused(DefinitionEvent):
+    event_type: Literal["WorkflowPaused"] = "WorkflowPaused"
+    reason: str = ""
+
+
+class WorkflowArchived(DefinitionEvent):
+    event_type: Literal["WorkflowArchived"] = "WorkflowArchived"
+
+
+# --- quarantine -----------------------------------------------------------------------------
+
+
+class EventQuarantined(Event):
+    """An undecodable or invalid record, kept with why and where it came from.
+
+    The envelope's execution fields are null: the bad record's content is not trusted.
+    """
+
+    topic: ClassVar[str] = "quarantine"
+    key_field: ClassVar[str] = "event_id"
+    event_type: Literal["EventQuarantined"] = "EventQuarantined"
+    execution_id: str | None = None
+    workflow_id: str | None = None
+    workflow_version: Int32 | None = None
+    reason: str
+    error_type: str
+    source_topic: str
+    source_partition: Int32
+    source_offset: int
+    raw: bytes
+    headers: dict[str, str] = Field(default_factory=dict, description="values base64")
+    quarantined_at: AwareDatetime
+
+
+# --- the catalog ----------------------------------------------------------------------------
+
+INPUT_TYPES: tuple[type[Event], ...] = (
+    TriggerReceived, CancelRequested, RetryNodeRequested, ResumeRequested,
+    NodeResultReported, TimerFired, NodeTaskIssued,
+)
+EXECUTION_TYPES: tuple[type[Event], ...] = (
+    ExecutionStarted, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,
+    NodeFailed, NodeRetryScheduled, NodeDeadLettered, NodeSkipped, BranchDecided,
+    LoopIterationStarted, LoopIterationCompleted, TimerSet, TimerFired, AgentModelCalled,
+    AgentToolCalled, InputIgnored, IncidentRaised, IncidentResolved, ExecutionSucceeded,
+    ExecutionFailed, ExecutionCancelled,
+)
+DEFINITION_TYPES: tuple[type[Event], ...] = (
+    WorkflowDefined, WorkflowUpdated, WorkflowActivated, WorkflowPaused, WorkflowArchived,
+)
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (*INPUT_TYPES, *EXECUTION_TYPES, *DEFINITION_TYPES, EventQuarantined)
+}
+
+ExecutionEventUnion = Annotated[
+    ExecutionStarted | ExecutionRejected | NodeScheduled | NodeStarted | NodeSucceeded
+    | NodeFailed | NodeRetryScheduled | NodeDeadLettered | NodeSkipped | BranchDecided
+    | LoopIterationStarted | LoopIterationCompleted | TimerSet | TimerFired
+    | AgentModelCalled | AgentToolCalled | InputIgnored | IncidentRaised | IncidentResolved
+    | ExecutionSucceeded | ExecutionFailed | ExecutionCancelled,
+    Field(discriminator="event_type"),
+]
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    """Validate a dict (JSON-shaped, e.g. from `flowlog publish`) into its event type."""
+    name = data.get("event_type")
+    cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise EventValidationError(
+            str(name), "event_type", name, "names no event type",
+            f"use one of: {', '.join(sorted(EVENT_TYPES))}",
+        )
+    return cls.validate_dict(data)
+
+
+
+class ExecutionEventBatch(Record):
+    """The events of one orchestrator decision, written as ONE record (all or nothing).
+
+    ``events`` hold ``first_seq``..``last_seq`` of ``execution_id`` in order, no gaps.
+    """
+
+    execution_id: str
+    first_seq: int
+    last_seq: int
+    causation_id: str | None = None
+    events: list[ExecutionEventUnion]
+
+    topic: ClassVar[str] = "execution-events"
+    key_field: ClassVar[str] = "execution_id"
+
+    @model_validator(mode="after")
+    def _contiguous(self) -> ExecutionEventBatch:
+        seqs = [e.seq for e in self.events]
+        if seqs != list(range(self.first_seq, self.last_seq + 1)) or not seqs:
+            raise EventValidationError(
+                "ExecutionEventBatch", "events", seqs,
+                f"must hold seq {self.first_seq}..{self.last_seq} in order, no gaps",
+                "put the decision's events in seq order and set first_seq/last_seq to match",
+            )
+        wrong = [e.event_id for e in self.events if e.execution_id != self.execution_id]
+        if wrong:
+            raise EventValidationError(
+                "ExecutionEventBatch", "events", wrong,
+                f"hold events of another execution than {self.execution_id}",
+                "batch only the events of one execution",
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.execution_id
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "causation_id": self.causation_id,
+            "events": [e.to_avro() for e in self.events],
+        }
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> ExecutionEventBatch:
+        events = [EVENT_TYPES[e["event_type"]].from_avro(e) for e in record["events"]]
+        try:
+            return cls.model_validate({**record, "events": events})
+        except ValidationError as exc:
+            raise validation_error("ExecutionEventBatch", exc, record) from exc
+
+
+def to_model(name: str, record: dict[str, Any]) -> Event | ExecutionEventBatch:
+    """A decoded record (``Codec.decode``) validated into its Python type."""
+    if name == "ExecutionEventBatch":
+        return ExecutionEventBatch.from_avro(record)
+    cls = EVENT_TYPES.get(name)
+    if cls is None:
+        raise EventValidationError(name, "event_type", name, "names no event type",
+                                   "upgrade flowlog, or send an event of docs/events.md")
+    if record.get("event_type") != name:
+        raise EventValidationError(name, "event_type", record.get("event_type"),
+                                   f"does not match the schema {name}",
+                                   f"set event_type to {name!r}")
+    return cls.from_avro(record)
