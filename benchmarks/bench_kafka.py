@@ -18,16 +18,15 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from _common import median, write_results
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from flowlog.infra.services.kafka import Kafka
 from rich.console import Console
 from rich.table import Table
 
-from flowlog.infra.services.kafka import Kafka
 from flowlog.settings import REPO_ROOT, Settings
 
 PAYLOAD = os.urandom(1024)
@@ -71,7 +70,7 @@ def drop_topics(bootstrap: str, names: list[str]) -> None:
     for fut in admin.delete_topics(names).values():
         try:
             fut.result(30)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from flowlog.infra.services.base import Service, ServiceError
 from flowlog.infra.services.kafka import Kafka
 from flowlog.infra.services.postgres import Postgres
 from flowlog.infra.services.rabbitmq import RabbitMQ
 from flowlog.infra.services.redis import Redis
+
 from flowlog.settings import Settings
 
 _containers: list[Any] = []
@@ -157,7 +157,7 @@ def new_topic(kafka_bootstrap: str, unique_id: str) -> Iterator[Callable[..., st
         for fut in admin.delete_topics(created).values():
             try:
                 fut.result(timeout=30)
-            except Exception:  # noqa: BLE001 - cleanup is best effort
+            except Exception:
                 pass
 
 

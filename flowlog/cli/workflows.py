@@ -1,9 +1,49 @@
-"""CLI commands for workflows (filled in by its issue)."""
+"""CLI commands for workflow definitions: `flowlog workflows validate FILE`."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+from flowlog.aggregates.definition.parse import parse_text
+from flowlog.aggregates.definition.validate import validate_definition
+from flowlog.aggregates.errors import DefinitionParseError
+
+workflows_app = typer.Typer(help="Workflow definitions.", no_args_is_help=True)
+
+
+@workflows_app.command("validate")
+def validate(
+    file: Path = typer.Argument(..., help="A workflow definition (.yaml, .yml or .json)."),
+) -> None:
+    """Validate a definition: print every error with its path (exit 1), or a summary (exit 0)."""
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        raw = parse_text(file.read_text(encoding="utf-8"), filename=file.name)
+    except OSError as exc:
+        err.print(f"[red]error[/red]: cannot read {file}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    except DefinitionParseError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    spec, issues = validate_definition(raw)
+    if spec is None:
+        err.print(f"[red]{file}: {len(issues)} error(s)[/red]")
+        for issue in issues:
+            err.print(f"  {issue.render()}", markup=False)
+        raise typer.Exit(1)
+    kinds = Counter(node.type for node in spec.nodes.values())
+    triggers = ", ".join(t.type for t in spec.triggers)
+    node_summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    out.print(f"[green]ok[/green] {file}: workflow {spec.id!r} v{spec.version}", markup=True)
+    out.print(f"  nodes: {len(spec.nodes)} ({node_summary})", markup=False)
+    out.print(f"  triggers: {len(spec.triggers)} ({triggers})", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(workflows_app, name="workflows")

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 from flowlog.infra.services.base import Service, ServiceError, port_open, run
+
 from flowlog.settings import REPO_ROOT
 
 INFRA_KAFKA = REPO_ROOT / "infra" / "kafka"
@@ -102,7 +103,7 @@ class Kafka(Service):
     def launch(self) -> None:
         props = self._write_config()
         heap = self.settings.kafka_heap
-        out = open(self.dir / "kafka.stdout", "ab")  # noqa: SIM115 - handed to the child
+        out = open(self.dir / "kafka.stdout", "ab")
         proc = subprocess.Popen(
             ["java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
              "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",

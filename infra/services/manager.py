@@ -10,14 +10,14 @@ from __future__ import annotations
 import sys
 import time
 
-from rich.console import Console
-from rich.table import Table
-
 from flowlog.infra.services.base import Service, ServiceError
 from flowlog.infra.services.kafka import Kafka
 from flowlog.infra.services.postgres import Postgres
 from flowlog.infra.services.rabbitmq import RabbitMQ
 from flowlog.infra.services.redis import Redis
+from rich.console import Console
+from rich.table import Table
+
 from flowlog.settings import Settings, get_settings
 
 ALL = (Kafka, Postgres, Redis, RabbitMQ)

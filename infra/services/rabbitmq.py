@@ -77,7 +77,7 @@ class RabbitMQ(Service):
             "vm_memory_high_watermark.relative = 0.2\ndisk_free_limit.absolute = 200MB\n"
         )
         (self.dir / "advanced.config").write_text("[].\n")
-        out = open(self.dir / "rabbitmq.stdout", "ab")  # noqa: SIM115 - handed to the child
+        out = open(self.dir / "rabbitmq.stdout", "ab")
         proc = subprocess.Popen(
             [self._bin("rabbitmq-server")], env=self._env(), stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

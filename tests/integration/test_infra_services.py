@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from flowlog.infra.services.base import ServiceError, pid_alive, port_open
 from flowlog.infra.services.kafka import Kafka
 from flowlog.infra.services.postgres import Postgres
 from flowlog.infra.services.redis import Redis
+
 from flowlog.settings import REPO_ROOT, Settings
 
 

@@ -37,13 +37,13 @@ def _confluent_consume(bootstrap: str, topic: str, n: int, timeout: float = 30,
 
 
 async def _aiokafka_consume(bootstrap: str, topic: str, n: int,
-                            timeout: float = 30) -> list[bytes]:
+                            wait_s: float = 30) -> list[bytes]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
                                 group_id=f"g-{uuid.uuid4()}", auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     got: list[bytes] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     try:
         while len(got) < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
@@ -95,7 +95,7 @@ def test_faust_agent_reads_one_topic_and_writes_another(
     env = {**os.environ, "FLOWLOG_ECHO_IN": source, "FLOWLOG_ECHO_OUT": sink,
            "FLOWLOG_ECHO_APP": f"echo-{unique_id}", "FLOWLOG_ECHO_PARTITIONS": "2",
            "FLOWLOG_KAFKA_BOOTSTRAP": kafka_bootstrap}
-    log = open(f"{tmp_path}/worker.log", "wb")  # noqa: SIM115
+    log = open(f"{tmp_path}/worker.log", "wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "flowlog.streams.echo", "worker", "-l", "warn"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
