@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import cel
+from flowlog.aggregates.errors import ExpressionError, TemplateError
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-from flowlog.aggregates.errors import ExpressionError, TemplateError
 
 # CEL's standard functions (the operators, `_+_` and so on, are always allowed).
 CEL_FUNCTIONS = frozenset(
@@ -32,6 +31,8 @@ CEL_FUNCTIONS = frozenset(
 _NODE_DOT = re.compile(r"\bnodes\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _NODE_INDEX = re.compile(r"""\bnodes\s*\[\s*(['"])([^'"]+)\1\s*\]""")
 _NODE_ANY = re.compile(r"\bnodes\b")
+# Variables bound by CEL macros (`xs.map(x, ...)`), which `references()` reports as free.
+_MACRO_VAR = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,10 @@ def compile_expression(source: str) -> Expression:
     try:
         program = cel.compile(source)
     except Exception as exc:
-        raise ExpressionError(source, str(exc).splitlines()[0]) from None
+        text = str(exc)
+        if "ERROR: <input>:" in text:  # keep "<line>:<col>: <message>"
+            text = text.split("ERROR: <input>:", 1)[1]
+        raise ExpressionError(source, text.splitlines()[0].strip()) from None
     refs = program.references()
     functions = frozenset(
         f for f in refs.get("functions", []) if not (f.startswith(("_", "!", "@")))
@@ -76,7 +80,8 @@ def compile_expression(source: str) -> Expression:
     return Expression(
         source=source,
         program=program,
-        variables=frozenset(refs.get("variables", [])),
+        variables=frozenset(refs.get("variables", []))
+        - {m.group(1) for m in _MACRO_VAR.finditer(source)},
         functions=functions,
         node_refs=_node_refs(source),
     )

@@ -7,7 +7,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-
 from flowlog.aggregates.definition.fields import Collected, Issues, join_path
 from flowlog.aggregates.definition.model import SECRET_REF
 from flowlog.aggregates.errors import ExpressionError, TemplateError

@@ -145,7 +145,7 @@ def _loop(issues: Issues, path: str, raw: dict[str, Any], expr: Any) -> dict[str
     if has_each:
         expr("for_each")
     if has_while:
-        expr("while", more=frozenset({"loop"}))
+        expr("while", more=frozenset({"iteration"}))
         if "max_iterations" not in raw:
             issues.add(join_path(path, "max_iterations"), "required with while",
                        fix="bound the loop, e.g. max_iterations: 10")  # fmt: skip

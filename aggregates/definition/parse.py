@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from flowlog.aggregates.definition.model import WorkflowSpec
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.aggregates.errors import DefinitionInvalid, DefinitionParseError

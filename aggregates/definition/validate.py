@@ -7,15 +7,11 @@ references in `checks.py`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flowlog.aggregates.definition import checks
-from flowlog.aggregates.definition.node_checks import check_node_config
 from flowlog.aggregates.definition.fields import Collected, Issues, join_path
 from flowlog.aggregates.definition.model import (
     FAILURE_POLICIES,
     INPUT_TYPES,
-    JOIN_MODES,
     LOOP_BODY_TYPES,
     NODE_ID,
     NODE_TYPES,
@@ -25,6 +21,7 @@ from flowlog.aggregates.definition.model import (
     TriggerSpec,
     WorkflowSpec,
 )
+from flowlog.aggregates.definition.node_checks import check_node_config
 from flowlog.aggregates.errors import ValidationIssue
 from flowlog.aggregates.retry import RetryPolicy
 
@@ -215,7 +212,7 @@ def _node(
         allowed = allowed - {"needs"}
     issues.unknown_keys(path, raw, allowed)
     owner = owner or node_id
-    extra = frozenset({"item", "index", "loop"}) if in_loop else frozenset()
+    extra = frozenset({"item", "index", "iteration"}) if in_loop else frozenset()
     needs = tuple(issues.str_list(join_path(path, "needs"), raw.get("needs")))
     inp: dict[str, str] = {}
     for key, src in issues.mapping(join_path(path, "input"), raw.get("input")).items():

@@ -236,8 +236,10 @@ def event_to_dict(event: ExecutionEvent) -> dict[str, Any]:
 def event_from_dict(data: dict[str, Any]) -> ExecutionEvent:
     """The inverse of `event_to_dict`; raises KeyError for an unknown event_type."""
     cls = EVENT_TYPES[data["event_type"]]
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name in _FIELD_NAMES[cls]:
         value = data.get(name)
-        kwargs[name] = datetime.fromisoformat(value) if name in _DATETIME_FIELDS else value
+        if name in _DATETIME_FIELDS and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        kwargs[name] = value
     return cls(**kwargs)

@@ -6,7 +6,7 @@ Each iteration is `LoopIterationStarted` then, for a side-effect body, a task un
 `LoopIterationCompleted` records each output; the loop succeeds with the outputs in index
 order. The for_each list is re-evaluated when needed (its inputs are finished nodes, so the
 value cannot change) rather than stored in the state. Body expressions see `item`, `index`
-and `loop` (`index`, `last`, `outputs`).
+and `iteration` (`index`, `last`, `outputs`; `loop` is reserved in CEL).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _loop_var(lr: LoopRun, index: int) -> dict[str, Any]:
 def iteration_vars(decision: Decision, loop_id: str, cnode: CompiledNode, index: int) -> NodeVars:
     lr = decision.work.loops.get(loop_id, _EMPTY)
     item = _items(decision, cnode)[index] if "for_each" in cnode.exprs else None
-    return {"item": item, "index": index, "loop": _loop_var(lr, index)}
+    return {"item": item, "index": index, "iteration": _loop_var(lr, index)}
 
 
 def pump(decision: Decision, loop_id: str, cnode: CompiledNode) -> None:
@@ -72,7 +72,7 @@ def pump(decision: Decision, loop_id: str, cnode: CompiledNode) -> None:
                 if lr.active:
                     return None
                 loop_var = _loop_var(lr, index)
-                if decision.evaluate(cnode.exprs["while"], {"loop": loop_var}) is not True:
+                if decision.evaluate(cnode.exprs["while"], {"iteration": loop_var}) is not True:
                     return _finish(decision, loop_id, lr)
                 if index >= int(cfg["max_iterations"]):
                     message = f"still true after max_iterations={cfg['max_iterations']}"
@@ -83,7 +83,7 @@ def pump(decision: Decision, loop_id: str, cnode: CompiledNode) -> None:
             iter_id = iteration_id(loop_id, index)
             if body.spec.type == "transform":
                 lr = decision.work.loops[loop_id]
-                extra = {"item": item, "index": index, "loop": _loop_var(lr, index)}
+                extra = {"item": item, "index": index, "iteration": _loop_var(lr, index)}
                 output = transform.evaluate(decision, body, extra)
                 decision.emit(ev.LoopIterationCompleted, node_id=loop_id, index=index,
                               output=output)  # fmt: skip
