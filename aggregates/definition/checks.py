@@ -115,15 +115,17 @@ def check_expressions(issues: Issues, found: Collected, input_names: set[str]) -
             issues.add(path, f"bad expression: unknown function `{fn}`", src)
         if input_names:
             for name in sorted({m.group(1) for m in _INPUT_REF.finditer(src)} - input_names):
-                issues.add(path, f"bad expression: `inputs.{name}` is not a declared input", src,
-                           fix=f"declare it under inputs or use one of: {sorted(input_names)}")  # fmt: skip
+                fix = f"declare it under inputs or use one of: {sorted(input_names)}"
+                message = f"bad expression: `inputs.{name}` is not a declared input"
+                issues.add(path, message, src, fix=fix)
         for ref in sorted(expr.node_refs or ()):
             if ref not in graph:
                 issues.add(path, f"bad expression: unknown node `{ref}`", src,
                            fix=_suggest(ref, graph))  # fmt: skip
             elif owner is not None and ref not in up.get(owner, frozenset()):
-                issues.add(path, f"bad expression: `{ref}` is not upstream of `{owner}`", src,
-                           fix=f"add {ref} to nodes.{owner}.needs (directly or transitively)")  # fmt: skip
+                fix = f"add {ref} to nodes.{owner}.needs (directly or transitively)"
+                message = f"bad expression: `{ref}` is not upstream of `{owner}`"
+                issues.add(path, message, src, fix=fix)
 
 
 def check_templates(issues: Issues, found: Collected) -> None:

@@ -140,8 +140,8 @@ def _condition(issues: Issues, path: str, raw: dict[str, Any], expr: Any, target
 def _loop(issues: Issues, path: str, raw: dict[str, Any], expr: Any) -> dict[str, Any] | None:
     has_each, has_while = "for_each" in raw, "while" in raw
     if has_each == has_while:
-        issues.add(path, "a loop needs exactly one of `for_each` or `while`",
-                   fix="for_each: <CEL list>, or while: <CEL bool> with max_iterations")  # fmt: skip
+        fix = "for_each: <CEL list>, or while: <CEL bool> with max_iterations"
+        issues.add(path, "a loop needs exactly one of `for_each` or `while`", fix=fix)
     if has_each:
         expr("for_each")
     if has_while:

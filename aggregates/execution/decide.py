@@ -170,17 +170,17 @@ def _timer(d: Decision, t: inp.TimerFired) -> None:
     run = d.work.nodes.get(node_id) if node_id is not None else None
     if kind == "execution_timeout":
         d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=None, attempt=None)
-        return d.emit(ev.ExecutionFailed, node_id=None,
-                      error={"type": "ExecutionTimeout", "message": "the execution timed out"})  # fmt: skip
+        error = {"type": "ExecutionTimeout", "message": "the execution timed out"}
+        return d.emit(ev.ExecutionFailed, node_id=None, error=error)
     assert node_id is not None and attempt is not None
     live = {
         "retry": ("retry_wait",),
         "node_timeout": ("scheduled", "started", "waiting"),
         "delay": ("waiting",),
     }[kind]
-    if run is None or run.attempt != attempt or run.status not in live:
-        return d.ignore(t.event_id, STALE_TIMER)
     d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=node_id, attempt=attempt)
+    if run is None or run.attempt != attempt or run.status not in live:
+        return None  # the attempt it guarded is over: the timer is spent, nothing else
     cnode = d.d.node(node_id)
     if kind == "retry":
         return d.begin_attempt(node_id, cnode, attempt + 1)
@@ -209,7 +209,7 @@ def _resume(d: Decision, r: inp.ResumeRequested) -> None:
     for incident_id, node_id in sorted(d.work.incidents.items()):
         d.emit(ev.IncidentResolved, incident_id=incident_id, node_id=node_id,
                resolution="resumed")  # fmt: skip
-        d.skip(node_id, f"resumed past dead letter: {r.reason}".rstrip(": "))
+        d.node_finished(node_id)
     return None
 
 

@@ -64,12 +64,20 @@ def _node_started(state: ExecutionState, e: ev.NodeStarted) -> None:
     _set_run(state, e.node_id, NodeRun(status, e.attempt))
 
 
+def _drop_timeout(state: ExecutionState, node_id: str, attempt: int) -> None:
+    # The attempt is over, so its timeout timer is spent; a late firing is ignored.
+    if state.timers:
+        state.timers.pop(f"node_timeout:{node_id}:{attempt}", None)
+
+
 def _succeeded(state: ExecutionState, e: ev.NodeSucceeded) -> None:
     _set_run(state, e.node_id, NodeRun("succeeded", e.attempt, e.output))
+    _drop_timeout(state, e.node_id, e.attempt)
 
 
 def _failed(state: ExecutionState, e: ev.NodeFailed) -> None:
     _set_run(state, e.node_id, NodeRun("failed", e.attempt, None, e.error))
+    _drop_timeout(state, e.node_id, e.attempt)
 
 
 def _retry(state: ExecutionState, e: ev.NodeRetryScheduled) -> None:
@@ -107,6 +115,7 @@ def _iter_done(state: ExecutionState, e: ev.LoopIterationCompleted) -> None:
     run = state.nodes.get(iter_id)
     if run is None or run.status not in TERMINAL:
         _set_run(state, iter_id, NodeRun("succeeded", _attempt(state, iter_id), e.output))
+        _drop_timeout(state, iter_id, _attempt(state, iter_id))
 
 
 def _timer_set(state: ExecutionState, e: ev.TimerSet) -> None:
@@ -141,23 +150,29 @@ def _incident(state: ExecutionState, e: ev.IncidentRaised) -> None:
 
 def _resolved(state: ExecutionState, e: ev.IncidentResolved) -> None:
     state.incidents.pop(e.incident_id, None)
+    if e.resolution == "resumed":  # continue past the node: it ends failed, output null
+        old = state.nodes[e.node_id]
+        _set_run(state, e.node_id, NodeRun("failed", old.attempt, None, old.error))
 
 
 def _exec_succeeded(state: ExecutionState, e: ev.ExecutionSucceeded) -> None:
     state.phase = "succeeded"
     state.output = e.output
+    state.timers = {}
     state.finished_at = e.occurred_at
 
 
 def _exec_failed(state: ExecutionState, e: ev.ExecutionFailed) -> None:
     state.phase = "failed"
     state.error = e.error
+    state.timers = {}
     state.failed_node = e.node_id
     state.finished_at = e.occurred_at
 
 
 def _cancelled(state: ExecutionState, e: ev.ExecutionCancelled) -> None:
     state.phase = "cancelled"
+    state.timers = {}
     state.error = {"type": "Cancelled", "message": e.reason}
     state.finished_at = e.occurred_at
 
@@ -202,7 +217,9 @@ def evolve(state: ExecutionState, event: ev.ExecutionEvent) -> ExecutionState:
     return state
 
 
-def fold(events: Iterable[ev.ExecutionEvent], state: ExecutionState | None = None) -> ExecutionState:
+def fold(
+    events: Iterable[ev.ExecutionEvent], state: ExecutionState | None = None
+) -> ExecutionState:
     """Replay `events` onto `state` (a fresh state by default)."""
     result = state if state is not None else ExecutionState()
     for event in events:
