@@ -68,7 +68,9 @@ class Codec:
 
     ``claim_store`` and ``claim_threshold``: encoded events larger than the threshold are
     written to the store and replaced by a ``ClaimCheck`` record. ``max_bytes``: decode
-    refuses larger records (``OversizedError``) before reading them.
+    refuses larger records (``OversizedError``) before reading them. ``reader_versions``
+    pins the schema version records of a name are read into (default: the newest), for
+    tools built against an older version.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class Codec:
         claim_store: BlobStore | None = None,
         claim_threshold: int | None = None,
         max_bytes: int | None = None,
+        reader_versions: dict[str, int] | None = None,
     ) -> None:
         self.catalog = catalog or default_catalog()
+        self.reader_versions = reader_versions or {}
         self.registry = registry
         self.claim_store = claim_store
         self.claim_threshold = claim_threshold
@@ -146,6 +150,7 @@ class Codec:
         if (
             self.claim_store is not None
             and self.claim_threshold is not None
+            and name != CLAIM_CHECK_NAME
             and len(data) > self.claim_threshold
         ):
             uri = self.claim_store.put(data)
@@ -160,8 +165,11 @@ class Codec:
     # --- decoding ---------------------------------------------------------------------------
 
     def _reader_for(self, version: SchemaVersion) -> _Reader:
-        newest = self.catalog.newest(version.name)
-        reader = None if newest.fingerprint == version.fingerprint else newest.parsed
+        target = self.catalog.newest(version.name)
+        pinned = self.reader_versions.get(version.name)
+        if pinned is not None:
+            target = next(v for v in self.catalog.versions[version.name] if v.version == pinned)
+        reader = None if target.fingerprint == version.fingerprint else target.parsed
         return _Reader(version.parsed, reader, version.name, version.version)
 
     def _registry_reader(self, schema_id: int) -> _Reader:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from flowlog.schemas.errors import EventValidationError
 from flowlog.schemas.ids import execution_id_for
-from flowlog.schemas.model import Event, Int32, Json, Record, validation_error
+from flowlog.schemas.model import Event, Int32, Json, Long, Record, validation_error
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 # --- shared named types -------------------------------------------------------------------
@@ -47,16 +47,16 @@ class ErrorInfo(Record):
 class ModelCall(Record):
     provider: str
     model: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: Long
+    output_tokens: Long
     cost_usd: float
-    latency_ms: int
+    latency_ms: Long
 
 
 class ToolCall(Record):
     tool: str
     ok: bool
-    latency_ms: int
+    latency_ms: Long
 
 
 # --- families -------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class NodeTaskIssued(Event):
     task_key: str
     input: Json
     config: Json
-    timeout_ms: int
+    timeout_ms: Long
     deadline_at: AwareDatetime
 
 
@@ -283,10 +283,10 @@ class AgentModelCalled(ExecutionEvent):
     attempt: Int32
     provider: str
     model: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: Long
+    output_tokens: Long
     cost_usd: float
-    latency_ms: int
+    latency_ms: Long
 
 
 class AgentToolCalled(ExecutionEvent):
@@ -295,7 +295,7 @@ class AgentToolCalled(ExecutionEvent):
     attempt: Int32
     tool: str
     ok: bool
-    latency_ms: int
+    latency_ms: Long
 
 
 class InputIgnored(ExecutionEvent):
@@ -393,7 +393,7 @@ class EventQuarantined(Event):
     error_type: str
     source_topic: str
     source_partition: Int32
-    source_offset: int
+    source_offset: Long
     raw: bytes
     headers: dict[str, str] = Field(default_factory=dict, description="values base64")
     quarantined_at: AwareDatetime
@@ -450,8 +450,8 @@ class ExecutionEventBatch(Record):
     """
 
     execution_id: str
-    first_seq: int
-    last_seq: int
+    first_seq: Long
+    last_seq: Long
     causation_id: str | None = None
     events: list[ExecutionEventUnion]
 

@@ -13,7 +13,15 @@ from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
 import orjson
 from flowlog.schemas.errors import MISSING, EventValidationError
 from flowlog.schemas.ids import new_event_id
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+)
 
 
 class AvroInt:
@@ -24,7 +32,12 @@ class AvroJson:
     """Marks a field as JSON: any JSON value in Python, canonical JSON text in Avro."""
 
 
-Int32 = Annotated[int, AvroInt()]
+Int32 = Annotated[int, AvroInt(), Field(ge=-(2**31), le=2**31 - 1)]
+#: An Avro ``long`` (64 bits); pydantic refuses larger ints before the encoder does.
+Long = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+#: A UUID in its canonical text form (lower-case hex, 8-4-4-4-12).
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+UuidStr = Annotated[str, StringConstraints(pattern=_UUID)]
 Json = Annotated[JsonValue, AvroJson()]
 
 #: Avro namespace of every named type of the contract.
@@ -66,13 +79,13 @@ class Event(Record):
     #: Fields a validator fills in when absent (reported only if nothing else is wrong).
     derived_fields: ClassVar[tuple[str, ...]] = ()
 
-    event_id: str = Field(default_factory=new_event_id, description="UUID; see docs/events.md")
+    event_id: UuidStr = Field(default_factory=new_event_id, description="see docs/events.md")
     event_type: str
     occurred_at: AwareDatetime = Field(default_factory=utcnow, description="UTC")
     execution_id: str
     workflow_id: str
     workflow_version: Int32
-    seq: int | None = Field(None, description="Position in the execution's history")
+    seq: Long | None = Field(None, description="Position in the execution's history")
     correlation_id: str | None = None
     causation_id: str | None = None
     tenant: str = "default"
@@ -165,7 +178,7 @@ def validation_error(
     if fix is None:
         expected = (err.get("ctx") or {}).get("expected")
         fix = f"give {expected}" if expected else f"give a valid value ({err['msg']})"
-    fix = fix.format(f=field, t=event_type)
+    fix = fix.replace("{f}", field).replace("{t}", event_type)
     problem = "is required" if err["type"] == "missing" else f"is invalid: {err['msg']}"
     return EventValidationError(event_type, field, value, problem, fix)
 

@@ -57,6 +57,16 @@ class DeliveryReport:
     event_id: str | None
 
 
+def prepare(event: Event | ExecutionEventBatch | Mapping[str, Any]) -> Event | ExecutionEventBatch:
+    """Validate a dict (JSON-shaped) into its event type; typed events pass through.
+
+    Raises ``EventValidationError`` naming the field, the value and the fix.
+    """
+    if isinstance(event, Event | ExecutionEventBatch):
+        return event
+    return parse_event(dict(event))
+
+
 class EventProducer:
     """Publishes contract events to their topics (thread-safe; one per process is enough)."""
 
@@ -97,13 +107,8 @@ class EventProducer:
 
     def prepare(self, event: Event | ExecutionEventBatch | Mapping[str, Any]
                 ) -> Event | ExecutionEventBatch:
-        """Validate a dict (JSON-shaped) into its event type; typed events pass through.
-
-        Raises ``EventValidationError`` naming the field, the value and the fix.
-        """
-        if isinstance(event, Event | ExecutionEventBatch):
-            return event
-        return parse_event(dict(event))
+        """See ``prepare`` (module level)."""
+        return prepare(event)
 
     def publish(
         self,

@@ -81,7 +81,7 @@ def schemas_check(
     if failures:
         err.print(f"[red]{len(failures)} problem(s):[/red]")
         for f in failures:
-            err.print(f, highlight=False, markup=False)
+            err.print(f, highlight=False, markup=False, soft_wrap=True)
         err.print("Rules: add fields only with a default; never rename without an alias; "
                   "never remove a field that has no default; add enum symbols only where the "
                   "enum has a default. Every released version stays in schemas/avro/.")
