@@ -11,6 +11,7 @@ more partitions than the catalog says can only be reported.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -215,7 +216,28 @@ def apply_topics(
         _wait(admin.create_topics(creates, operation_timeout=timeout) if creates else {})
         _wait(admin.create_partitions(grows, operation_timeout=timeout) if grows else {})
         _wait(admin.incremental_alter_configs(alters) if alters else {})
+        if creates or grows or alters:
+            _await_visible(catalog, admin, grow_partitions, timeout)
     return changes
+
+
+def _await_visible(catalog: TopicCatalog, admin: Any, grown: bool, timeout: float) -> None:
+    """Wait until the cluster's metadata shows the changes (they propagate asynchronously),
+    so that a run right after this one sees them and changes nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = describe_cluster(catalog, admin, timeout)
+        pending = [
+            spec.name for spec in catalog
+            if not states[spec.name].exists
+            or (grown and states[spec.name].partitions < spec.partitions)
+            or any(states[spec.name].config.get(k) != v for k, v in spec.config.items())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic changes not visible after {timeout}s: {pending}")
+        time.sleep(0.2)
 
 
 def _wait(futures: dict[Any, Any]) -> None:
