@@ -7,83 +7,45 @@ and tests/unit/schemas/test_drift.py prove it. Change a class, then run
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from flowlog.schemas.errors import EventValidationError
+from flowlog.schemas.execution_events import (
+    AgentModelCalled,
+    AgentToolCalled,
+    BranchDecided,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionRejected,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    IncidentRaised,
+    IncidentResolved,
+    InputIgnored,
+    LoopIterationCompleted,
+    LoopIterationStarted,
+    NodeDeadLettered,
+    NodeFailed,
+    NodeRetryScheduled,
+    NodeScheduled,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    TimerSet,
+)
 from flowlog.schemas.ids import execution_id_for
 from flowlog.schemas.model import Event, Int32, Json, Long, Record, validation_error
+from flowlog.schemas.shared import (
+    DefinitionEvent,
+    ErrorInfo,
+    ExecutionEvent,
+    ModelCall,
+    ResultStatus,
+    TimerKind,
+    ToolCall,
+    TriggerSource,
+)
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
-
-# --- shared named types -------------------------------------------------------------------
-
-
-class TriggerSource(StrEnum):
-    webhook = "webhook"
-    schedule = "schedule"
-    event = "event"
-    poll = "poll"
-    manual = "manual"
-
-
-class TimerKind(StrEnum):
-    delay = "delay"
-    retry = "retry"
-    node_timeout = "node_timeout"
-    execution_timeout = "execution_timeout"
-
-
-class ResultStatus(StrEnum):
-    succeeded = "succeeded"
-    failed = "failed"
-
-
-class ErrorInfo(Record):
-    type: str
-    message: str
-    retryable: bool = False
-
-
-class ModelCall(Record):
-    provider: str
-    model: str
-    input_tokens: Long
-    output_tokens: Long
-    cost_usd: float
-    latency_ms: Long
-
-
-class ToolCall(Record):
-    tool: str
-    ok: bool
-    latency_ms: Long
-
-
-# --- families -------------------------------------------------------------------------------
-
-
-class ExecutionEvent(Event):
-    """An event of the execution's own history (topic execution-events): ``seq`` is set."""
-
-    topic: ClassVar[str] = "execution-events"
-
-    @model_validator(mode="after")
-    def _needs_seq(self) -> ExecutionEvent:
-        if self.seq is None or self.seq < 1:
-            raise EventValidationError(
-                self.event_type, "seq", self.seq, "must be a position >= 1",
-                "set seq to the event's position in the execution's history",
-            )
-        return self
-
-
-class DefinitionEvent(Event):
-    """A workflow definition event (topic workflow-definitions, key workflow_id)."""
-
-    topic: ClassVar[str] = "workflow-definitions"
-    key_field: ClassVar[str] = "workflow_id"
-    execution_id: str | None = None
-
 
 # --- inputs to the orchestrator -------------------------------------------------------------
 
@@ -180,158 +142,6 @@ class TimerFired(Event):
     node_id: str | None = None
     attempt: Int32 | None = None
     due_at: AwareDatetime
-
-
-# --- execution events -----------------------------------------------------------------------
-
-
-class ExecutionStarted(ExecutionEvent):
-    event_type: Literal["ExecutionStarted"] = "ExecutionStarted"
-    input: Json
-    trigger_source: TriggerSource
-    dedup_key: str | None = None
-
-
-class ExecutionRejected(ExecutionEvent):
-    event_type: Literal["ExecutionRejected"] = "ExecutionRejected"
-    reason: str
-
-
-class NodeScheduled(ExecutionEvent):
-    event_type: Literal["NodeScheduled"] = "NodeScheduled"
-    node_id: str
-    node_type: str
-    attempt: Int32
-    input: Json
-    task_key: str
-
-
-class NodeStarted(ExecutionEvent):
-    event_type: Literal["NodeStarted"] = "NodeStarted"
-    node_id: str
-    attempt: Int32
-
-
-class NodeSucceeded(ExecutionEvent):
-    event_type: Literal["NodeSucceeded"] = "NodeSucceeded"
-    node_id: str
-    attempt: Int32
-    output: Json
-
-
-class NodeFailed(ExecutionEvent):
-    event_type: Literal["NodeFailed"] = "NodeFailed"
-    node_id: str
-    attempt: Int32
-    error: ErrorInfo
-
-
-class NodeRetryScheduled(ExecutionEvent):
-    event_type: Literal["NodeRetryScheduled"] = "NodeRetryScheduled"
-    node_id: str
-    attempt: Int32
-    next_attempt: Int32
-    due_at: AwareDatetime
-
-
-class NodeDeadLettered(ExecutionEvent):
-    event_type: Literal["NodeDeadLettered"] = "NodeDeadLettered"
-    node_id: str
-    attempt: Int32
-    error: ErrorInfo
-
-
-class NodeSkipped(ExecutionEvent):
-    event_type: Literal["NodeSkipped"] = "NodeSkipped"
-    node_id: str
-    reason: str
-
-
-class BranchDecided(ExecutionEvent):
-    event_type: Literal["BranchDecided"] = "BranchDecided"
-    node_id: str
-    branch: str
-    targets: list[str]
-
-
-class LoopIterationStarted(ExecutionEvent):
-    event_type: Literal["LoopIterationStarted"] = "LoopIterationStarted"
-    node_id: str
-    index: Int32
-    item: Json
-
-
-class LoopIterationCompleted(ExecutionEvent):
-    event_type: Literal["LoopIterationCompleted"] = "LoopIterationCompleted"
-    node_id: str
-    index: Int32
-    output: Json
-
-
-class TimerSet(ExecutionEvent):
-    event_type: Literal["TimerSet"] = "TimerSet"
-    timer_id: str
-    kind: TimerKind
-    node_id: str | None = None
-    attempt: Int32 | None = None
-    due_at: AwareDatetime
-
-
-class AgentModelCalled(ExecutionEvent):
-    event_type: Literal["AgentModelCalled"] = "AgentModelCalled"
-    node_id: str
-    attempt: Int32
-    provider: str
-    model: str
-    input_tokens: Long
-    output_tokens: Long
-    cost_usd: float
-    latency_ms: Long
-
-
-class AgentToolCalled(ExecutionEvent):
-    event_type: Literal["AgentToolCalled"] = "AgentToolCalled"
-    node_id: str
-    attempt: Int32
-    tool: str
-    ok: bool
-    latency_ms: Long
-
-
-class InputIgnored(ExecutionEvent):
-    event_type: Literal["InputIgnored"] = "InputIgnored"
-    input_event_id: str
-    reason: str
-
-
-class IncidentRaised(ExecutionEvent):
-    event_type: Literal["IncidentRaised"] = "IncidentRaised"
-    incident_id: str
-    node_id: str
-    reason: str
-
-
-class IncidentResolved(ExecutionEvent):
-    event_type: Literal["IncidentResolved"] = "IncidentResolved"
-    incident_id: str
-    node_id: str
-    resolution: str
-
-
-class ExecutionSucceeded(ExecutionEvent):
-    event_type: Literal["ExecutionSucceeded"] = "ExecutionSucceeded"
-    output: Json
-
-
-class ExecutionFailed(ExecutionEvent):
-    event_type: Literal["ExecutionFailed"] = "ExecutionFailed"
-    error: ErrorInfo
-    node_id: str | None = None
-
-
-class ExecutionCancelled(ExecutionEvent):
-    event_type: Literal["ExecutionCancelled"] = "ExecutionCancelled"
-    reason: str = ""
 
 
 # --- definition events ----------------------------------------------------------------------
@@ -511,3 +321,12 @@ def to_model(name: str, record: dict[str, Any]) -> Event | ExecutionEventBatch:
                                    f"does not match the schema {name}",
                                    f"set event_type to {name!r}")
     return cls.from_avro(record)
+
+
+__all__ = [  # the public names, including those re-exported from shared/execution_events
+    "EVENT_TYPES", "EXECUTION_TYPES", "INPUT_TYPES", "DEFINITION_TYPES", "DefinitionEvent",
+    "ErrorInfo", "Event", "EventQuarantined", "ExecutionEvent", "ExecutionEventBatch",
+    "ExecutionEventUnion", "ModelCall", "ResultStatus", "TimerKind", "ToolCall",
+    "TriggerSource", "parse_event", "to_model",
+    *(cls.__name__ for cls in (*INPUT_TYPES, *EXECUTION_TYPES, *DEFINITION_TYPES)),
+]

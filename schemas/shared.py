@@ -1,0 +1,79 @@
+"""Named types and event families shared by the event modules (see events.py)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from flowlog.schemas.errors import EventValidationError
+from flowlog.schemas.model import Event, Long, Record
+from pydantic import model_validator
+
+# --- shared named types -------------------------------------------------------------------
+
+
+class TriggerSource(StrEnum):
+    webhook = "webhook"
+    schedule = "schedule"
+    event = "event"
+    poll = "poll"
+    manual = "manual"
+
+
+class TimerKind(StrEnum):
+    delay = "delay"
+    retry = "retry"
+    node_timeout = "node_timeout"
+    execution_timeout = "execution_timeout"
+
+
+class ResultStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class ErrorInfo(Record):
+    type: str
+    message: str
+    retryable: bool = False
+
+
+class ModelCall(Record):
+    provider: str
+    model: str
+    input_tokens: Long
+    output_tokens: Long
+    cost_usd: float
+    latency_ms: Long
+
+
+class ToolCall(Record):
+    tool: str
+    ok: bool
+    latency_ms: Long
+
+
+# --- families -------------------------------------------------------------------------------
+
+
+class ExecutionEvent(Event):
+    """An event of the execution's own history (topic execution-events): ``seq`` is set."""
+
+    topic: ClassVar[str] = "execution-events"
+
+    @model_validator(mode="after")
+    def _needs_seq(self) -> ExecutionEvent:
+        if self.seq is None or self.seq < 1:
+            raise EventValidationError(
+                self.event_type, "seq", self.seq, "must be a position >= 1",
+                "set seq to the event's position in the execution's history",
+            )
+        return self
+
+
+class DefinitionEvent(Event):
+    """A workflow definition event (topic workflow-definitions, key workflow_id)."""
+
+    topic: ClassVar[str] = "workflow-definitions"
+    key_field: ClassVar[str] = "workflow_id"
+    execution_id: str | None = None
