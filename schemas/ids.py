@@ -12,7 +12,7 @@ import time
 import uuid
 
 #: Namespace of every flowlog uuid5 (fixed forever: changing it changes every derived id).
-NAMESPACE_FLOWLOG = uuid.UUID("6f1c2b7e-3d5a-4c8e-9b1f-0a2d4e6f8a10")
+NAMESPACE_FLOWLOG = uuid.UUID("6f1d1c2e-8b0a-5c7e-9a43-0f10c0ffee00")
 #: Namespace of execution ids derived from a dedup key.
 NAMESPACE_EXECUTION = uuid.uuid5(NAMESPACE_FLOWLOG, "execution-id")
 #: Separates workflow id and dedup key in the uuid5 name (a unit separator: no id has one).

@@ -36,3 +36,9 @@ def test_execution_ids_from_dedup_keys(workflow: str, key: str, other: str) -> N
     if other != key:
         assert execution_id_for(workflow, key) != execution_id_for(workflow, other)
     assert uuid.UUID(execution_id_for(workflow, None)).version == 7
+
+
+def test_the_domain_derives_the_same_event_ids() -> None:
+    aggregates_ids = pytest.importorskip("flowlog.aggregates.ids")
+    assert aggregates_ids.NAMESPACE_FLOWLOG == NAMESPACE_FLOWLOG
+    assert aggregates_ids.execution_event_id("ex", 3) == execution_event_id("ex", 3)
