@@ -185,7 +185,7 @@ def _timer(d: Decision, t: inp.TimerFired) -> None:
     if kind == "retry":
         return d.begin_attempt(node_id, cnode, attempt + 1)
     if kind == "delay":
-        return d.succeed(node_id, attempt, {"due_at": due_at})
+        return d.succeed(node_id, attempt, None)
     error = error_dict("Timeout", f"no result within {cnode.spec.timeout_ms} ms", True)
     return d.attempt_failed(node_id, cnode, attempt, error)
 

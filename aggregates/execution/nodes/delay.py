@@ -1,4 +1,5 @@
-"""delay: waits for a `delay` timer (`duration`, or `until` a CEL timestamp)."""
+"""delay: waits for a `delay` timer (`duration`, or `until` a CEL timestamp); output null
+(so a join over a delay does not depend on when it ran)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,6 @@ def start(decision: Decision, node_id: str, cnode: CompiledNode) -> None:
             return
         ms = max(0, int((due - decision.now).total_seconds() * 1000))
     if ms == 0:
-        decision.succeed(node_id, 1, {"due_at": decision.now.isoformat()})
+        decision.succeed(node_id, 1, None)
         return
     decision.set_timer("delay", node_id, 1, ms)

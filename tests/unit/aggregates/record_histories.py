@@ -1,0 +1,40 @@
+"""Record the scripted example runs as fixtures: `python tests/unit/aggregates/record_histories.py`.
+
+Re-record only when a change of behaviour is intended, and say so in the commit: the
+fixtures are how later changes are checked against recorded executions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from agg_harness import HISTORIES, input_to_dict  # noqa: E402
+from agg_scenarios import SCENARIOS  # noqa: E402
+
+from flowlog.aggregates.execution.events import event_to_dict  # noqa: E402
+
+RECORDED = ("support_triage_billing", "batch_loop", "webhook_dead_letter_then_retry",
+            "delay_and_wait_approved")  # fmt: skip
+
+
+def main() -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    for name in RECORDED:
+        run = SCENARIOS[name]()
+        doc = {
+            "definition": f"examples/{run.d.workflow_id}.yaml",
+            "inputs": [input_to_dict(at, inp) for at, inp in run.inputs],
+            "events": [event_to_dict(e) for e in run.events],
+            "final_state": run.state.to_dict(),
+        }
+        path = HISTORIES / f"{name}.json"
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {path} ({len(run.events)} events)")
+
+
+if __name__ == "__main__":
+    main()
