@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agg_harness import Run, example
-
 from flowlog.aggregates.execution import inputs as I
 
 TICKET = {"id": "T-42", "subject": "Refund please", "body": "I was charged twice."}

@@ -12,10 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agg_harness import HISTORIES, input_to_dict  # noqa: E402
-from agg_scenarios import SCENARIOS  # noqa: E402
-
-from flowlog.aggregates.execution.events import event_to_dict  # noqa: E402
+from agg_harness import HISTORIES, input_to_dict
+from agg_scenarios import SCENARIOS
+from flowlog.aggregates.execution.events import event_to_dict
 
 RECORDED = ("support_triage_billing", "batch_loop", "webhook_dead_letter_then_retry",
             "delay_and_wait_approved")  # fmt: skip

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from agg_harness import EXAMPLES, example
 from agg_scenarios import (
-    bench_5node,
     batch_loop,
+    bench_5node,
     delay_and_wait_approved,
     delay_and_wait_expired,
     fan_out_fan_in,
@@ -15,7 +15,6 @@ from agg_scenarios import (
     webhook_dead_letter_then_resume,
     webhook_dead_letter_then_retry,
 )
-
 from flowlog.aggregates.definition import load_definition
 from flowlog.aggregates.definition.model import NODE_TYPES
 from flowlog.aggregates.execution.taskconfig import render_task_config

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from agg_harness import HISTORIES, REPO, canonical, input_from_dict
-
 from flowlog.aggregates.definition import compile_definition, load_definition
 from flowlog.aggregates.execution import ExecutionState, decide, evolve, fold
 from flowlog.aggregates.execution.events import event_from_dict, event_to_dict

@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 from agg_harness import T0, canonical
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from flowlog.aggregates.definition import compile_definition, parse_definition
 from flowlog.aggregates.definition.compiled import CompiledDefinition
 from flowlog.aggregates.execution import ExecutionState, decide, evolve, fold
 from flowlog.aggregates.execution import inputs as I
 from flowlog.aggregates.execution.events import ExecutionEvent, event_from_dict, event_to_dict
-from flowlog.aggregates.execution.state import TERMINAL
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.unit
 SETTINGS = settings(max_examples=100, deadline=None,
@@ -43,7 +41,8 @@ def dags(draw: st.DrawFn) -> dict[str, Any]:
             node["retry"] = {"max_attempts": draw(st.integers(1, 3)), "initial_delay": "1s"}
             node["on_failure"] = draw(st.sampled_from(["continue", "continue", "fail"]))
         elif kind == "transform":
-            node["output"] = "[" + ", ".join(["inputs.x", *[f"nodes.{d}.status" for d in needs]]) + "]"
+            parts = ["inputs.x", *[f"nodes.{d}.status" for d in needs]]
+            node["output"] = "[" + ", ".join(parts) + "]"
         elif kind == "delay":
             node["duration"] = draw(st.sampled_from(["1s", "5m"]))
         elif kind == "parallel":

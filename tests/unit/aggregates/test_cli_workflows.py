@@ -1,0 +1,37 @@
+"""`flowlog workflows validate FILE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from agg_harness import EXAMPLES
+from typer.testing import CliRunner
+
+from flowlog.cli import app
+
+pytestmark = pytest.mark.unit
+
+
+def test_valid_file_exits_0_with_summary() -> None:
+    path = str(EXAMPLES / "support-triage.yaml")
+    result = CliRunner().invoke(app, ["workflows", "validate", path])
+    assert result.exit_code == 0, result.output
+    assert "nodes: 7" in result.output and "triggers: 2 (webhook, manual)" in result.output
+
+
+def test_invalid_file_prints_every_error_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "b", "nodes": {"a": {"type": "tool", "needs": ["zz"]}, '
+                   '"b": {"type": "transform", "output": "1 +"}}}')  # fmt: skip
+    result = CliRunner().invoke(app, ["workflows", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert "nodes.a.tool: required field is missing" in result.output
+    assert "nodes.a.needs[0]: unknown node (got 'zz')" in result.output
+    assert "nodes.b.output: bad expression" in result.output
+
+
+def test_unparseable_file_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: [unclosed\n")
+    assert CliRunner().invoke(app, ["workflows", "validate", str(bad)]).exit_code == 1
