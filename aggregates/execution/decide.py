@@ -166,7 +166,7 @@ def _timer(d: Decision, t: inp.TimerFired) -> None:
     timer = d.work.timers.get(t.timer_id)
     if timer is None:
         return d.ignore(t.event_id, STALE_TIMER)
-    kind, node_id, attempt, due_at = timer
+    kind, node_id, attempt, _due_at = timer
     run = d.work.nodes.get(node_id) if node_id is not None else None
     if kind == "execution_timeout":
         d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=None, attempt=None)
