@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-# Mirrored by flowlog.schemas; both sides must derive the same event ids.
-NAMESPACE_FLOWLOG = uuid.UUID("6f1d1c2e-8b0a-5c7e-9a43-0f10c0ffee00")
+# One namespace, one derivation: the contract owns them (aggregates may import schemas).
+from flowlog.schemas.ids import NAMESPACE_FLOWLOG, execution_event_id
 
-
-def execution_event_id(execution_id: str, seq: int) -> str:
-    """`uuid5(NAMESPACE_FLOWLOG, f"{execution_id}:{seq}")` as a string."""
-    return str(uuid.uuid5(NAMESPACE_FLOWLOG, f"{execution_id}:{seq}"))
+__all__ = ["NAMESPACE_FLOWLOG", "aggregate_uuid", "execution_event_id", "task_key"]
 
 
 def task_key(execution_id: str, node_id: str, attempt: int) -> str:

@@ -104,6 +104,16 @@ class ResumeRequested(Event):
     reason: str = ""
 
 
+class EventReceived(Event):
+    """An outside event for ``wait`` nodes waiting on ``event_name`` (optionally one node)."""
+
+    topic: ClassVar[str] = "commands"
+    event_type: Literal["EventReceived"] = "EventReceived"
+    event_name: str
+    payload: Json | None = None
+    node_id: str | None = None
+
+
 class NodeResultReported(Event):
     topic: ClassVar[str] = "node-results"
     event_type: Literal["NodeResultReported"] = "NodeResultReported"
@@ -213,7 +223,7 @@ class EventQuarantined(Event):
 
 INPUT_TYPES: tuple[type[Event], ...] = (
     TriggerReceived, CancelRequested, RetryNodeRequested, ResumeRequested,
-    NodeResultReported, TimerFired, NodeTaskIssued,
+    EventReceived, NodeResultReported, TimerFired, NodeTaskIssued,
 )
 EXECUTION_TYPES: tuple[type[Event], ...] = (
     ExecutionStarted, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,

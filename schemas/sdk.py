@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 #: Producer settings the contract relies on; callers may add, not weaken, these.
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    # The Java client's partitioner (murmur2), which aiokafka and Faust use too: a trigger
+    # published here lands on the same partition number as its execution's events.
+    # librdkafka's default (consistent_random, CRC32) would break co-partitioning.
+    "partitioner": "murmur2_random",
     "enable.idempotence": True,
     "acks": "all",
     "compression.type": "lz4",

@@ -30,6 +30,7 @@ class TimerKind(StrEnum):
 class ResultStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
+    started = "started"  # an attempt began (optional report; the aggregate records NodeStarted)
 
 
 class ErrorInfo(Record):

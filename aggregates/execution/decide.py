@@ -166,10 +166,12 @@ def _timer(d: Decision, t: inp.TimerFired) -> None:
     timer = d.work.timers.get(t.timer_id)
     if timer is None:
         return d.ignore(t.event_id, STALE_TIMER)
-    kind, node_id, attempt, _due_at = timer
+    kind, node_id, attempt, due_iso = timer
+    due_at = datetime.fromisoformat(due_iso)
     run = d.work.nodes.get(node_id) if node_id is not None else None
     if kind == "execution_timeout":
-        d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=None, attempt=None)
+        d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=None, attempt=None,
+               due_at=due_at)
         error = {"type": "ExecutionTimeout", "message": "the execution timed out"}
         return d.emit(ev.ExecutionFailed, node_id=None, error=error)
     assert node_id is not None and attempt is not None
@@ -178,7 +180,8 @@ def _timer(d: Decision, t: inp.TimerFired) -> None:
         "node_timeout": ("scheduled", "started", "waiting"),
         "delay": ("waiting",),
     }[kind]
-    d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=node_id, attempt=attempt)
+    d.emit(ev.TimerFired, timer_id=t.timer_id, kind=kind, node_id=node_id, attempt=attempt,
+           due_at=due_at)
     if run is None or run.attempt != attempt or run.status not in live:
         return None  # the attempt it guarded is over: the timer is spent, nothing else
     cnode = d.d.node(node_id)

@@ -141,6 +141,7 @@ class TimerFired(ExecutionEvent):
     kind: str
     node_id: str | None
     attempt: int | None
+    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
