@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,79 @@ class Settings(BaseSettings):
         None, description="s3://bucket/prefix for S3-compatible stores; default a local folder."
     )
 
+    # --- executors (streams/executors; docs/executors.md) ---
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        description="OpenAI-compatible API base; agents POST {base}/chat/completions.",
+    )
+    openai_api_key: str | None = Field(
+        None, description="OpenAI-compatible API key, or a ${secret:NAME} reference."
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com",
+        description="Anthropic-compatible API base; agents POST {base}/v1/messages.",
+    )
+    anthropic_api_key: str | None = Field(
+        None, description="Anthropic API key, or a ${secret:NAME} reference."
+    )
+    anthropic_version: str = Field(
+        "2023-06-01", description="anthropic-version header sent to the Messages API."
+    )
+    agent_max_steps: int = Field(
+        8, description="Model calls per agent task when the node sets no max_steps."
+    )
+    agent_max_tokens: int = Field(
+        1024, description="max_tokens per model call (Anthropic requires one)."
+    )
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per million input/output tokens by model prefix (JSON), over the "
+        "built-in table.",
+    )
+    executor_concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"agent": 16, "tool": 256, "webhook": 64, "subworkflow": 16},
+        description="Tasks running at once per node type in one executor process (JSON).",
+    )
+    executor_target_concurrency: int = Field(
+        32, description="Calls at once per target (HTTP host, provider+model) per process."
+    )
+    executor_rate_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="Tasks started per second per node type (JSON); absent = unlimited.",
+    )
+    executor_rate_burst: dict[str, float] = Field(
+        default_factory=dict,
+        description="Token bucket size per node type (JSON); default max(1, rate).",
+    )
+    executor_rate_limiter: Literal["auto", "redis", "local"] = Field(
+        "auto",
+        description="Where rate-limit buckets live: redis (shared), local, or auto "
+        "(Redis when it answers).",
+    )
+    executor_default_timeout_ms: int = Field(
+        60_000, description="Task timeout when a task carries none."
+    )
+    breaker_failure_threshold: int = Field(
+        5, description="Consecutive failures of a target that open its circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, description="Seconds an open breaker fails fast before one trial call."
+    )
+    secrets_dir: Path | None = Field(
+        None, description="Folder of secret files, one per name; default <state_dir>/secrets."
+    )
+    vault_addr: str | None = Field(
+        None, description="HashiCorp Vault address; with a token, secrets are read from KV v2."
+    )
+    vault_token: str | None = Field(None, description="HashiCorp Vault token.")
+    vault_mount: str = Field("secret", description="Vault KV v2 mount path.")
+    vault_path_prefix: str = Field(
+        "flowlog", description="Vault path of secret NAME is <prefix>/NAME (field value)."
+    )
+    secret_cache_ttl_s: float = Field(
+        60.0, description="Seconds a secret read from Vault is kept in memory."
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
@@ -95,6 +169,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.state_dir / "blobs"
+
+    @property
+    def secrets_folder(self) -> Path:
+        return self.secrets_dir or self.state_dir / "secrets"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,1 @@
+"""Node runners, one module per node type (tool, webhook, agent, subworkflow)."""
