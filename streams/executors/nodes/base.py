@@ -35,7 +35,7 @@ class NodeContext:
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
 
-    def tool_context(self) -> ToolContext:
+    def tool_context(self, call_key: str | None = None) -> ToolContext:
         return ToolContext(
             task_key=self.task.task_key,
             execution_id=self.task.execution_id,
@@ -44,6 +44,7 @@ class NodeContext:
             deadline=self.deadline,
             settings=self.settings,
             http=self.http,
+            call_key=call_key,
         )
 
     def record_tool_call(self, tool: str, ok: bool, latency_s: float) -> None:

@@ -27,11 +27,13 @@ async def run_tool_node(ctx: NodeContext) -> Any:
         ctx.record_tool_call(name, ok, time.monotonic() - started)
 
 
-async def call_tool(tool: Tool, value: Any, ctx: NodeContext) -> Any:
+async def call_tool(
+    tool: Tool, value: Any, ctx: NodeContext, *, call_key: str | None = None
+) -> Any:
     """Validate and run; unexpected exceptions become retryable `tool_error`."""
     typed = validate_input(tool, value)
     try:
-        return await tool.run(typed, ctx.tool_context())
+        return await tool.run(typed, ctx.tool_context(call_key))
     except (ExecutorError, TimeoutError):
         raise
     except NotImplementedError as exc:

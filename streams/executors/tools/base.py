@@ -51,11 +51,13 @@ class ToolContext:
     deadline: float  # time.monotonic() value
     settings: Settings
     http: HttpGateway
+    call_key: str | None = None  # set for tool calls inside an agent: task key + step.call
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:
-        return self.task_key
+        """What outside calls carry as Idempotency-Key (stable across redeliveries)."""
+        return self.call_key or self.task_key
 
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()

@@ -1,0 +1,1 @@
+"""flowlog test suite (a package, so helpers import as `tests.support...`)."""

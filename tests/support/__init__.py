@@ -1,0 +1,1 @@
+"""Test helpers other suites import: fake LLM, webhook and Vault servers, fixtures."""
