@@ -186,7 +186,5 @@ class FakeLLMServer:
 
     def _record(self, api: str, request: Request, body: Any) -> None:
         with self._lock:
-            self.requests.append(
-                Recorded(api, request.url.path, {k.lower(): v for k, v in request.headers.items()},
-                         body)  # fmt: skip
-            )
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            self.requests.append(Recorded(api, request.url.path, headers, body))
