@@ -67,13 +67,16 @@ class HttpGateway:
         started = time.monotonic()
         try:
             async with self.limits.target(target):
+                # A little under the task's own timeout, so that a hanging target times out
+                # here (and counts against its breaker) before the task is cancelled.
+                left = timeout_s - (time.monotonic() - started)
                 response = await self.client.request(
                     method.upper(),
                     url,
                     headers=send_headers,
                     json=json,
                     content=content,
-                    timeout=httpx.Timeout(max(0.001, timeout_s - (time.monotonic() - started))),
+                    timeout=httpx.Timeout(max(0.001, left - min(0.05, left * 0.1))),
                 )
         except httpx.TimeoutException as exc:
             breaker.record_failure()
@@ -87,7 +90,11 @@ class HttpGateway:
                 f"{method.upper()} {target} failed: {type(exc).__name__}: {exc}"
             ) from exc
         except BaseException:
-            breaker.record_neutral()
+            # cancelled: the task's deadline came while the target was still answering
+            if time.monotonic() - started >= timeout_s * 0.9:
+                breaker.record_failure()
+            else:
+                breaker.record_neutral()
             raise
         if is_retryable_status(response.status_code):
             breaker.record_failure()
