@@ -144,6 +144,29 @@ class Settings(BaseSettings):
         60.0, description="Seconds a secret read from Vault is kept in memory."
     )
 
+    # --- the engine (streams/runtime) ---
+    producer_linger_ms: int = Field(
+        2, description="Engine producers wait this long to batch records (latency vs. batching)."
+    )
+    max_poll_records: int = Field(
+        500, description="Records per poll of the engine's consumers (one decision batch)."
+    )
+    executor_max_inflight: int = Field(
+        256, description="Tasks running at once in one executor process (all node types)."
+    )
+    executor_result_cache: int = Field(
+        10_000, description="Finished task keys an executor remembers to re-publish, not re-run."
+    )
+    timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
+    tool_modules: list[str] = Field(
+        default_factory=list,
+        description="Extra tool modules (JSON list); each exposes TOOLS, a list of tool classes.",
+    )
+    fault_crash_after_write: float = Field(
+        0.0, description="Fault tests only: chance that the orchestrator exits after writing "
+        "a decision and before committing its input offsets.",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"

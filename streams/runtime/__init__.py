@@ -1,0 +1,1 @@
+"""The engine's runtime: orchestrator, dispatcher (tasks and timers), executor, worker."""

@@ -1,0 +1,200 @@
+"""The executor role: node tasks in, results out; the work runs outside the stream.
+
+Each task runs as its own asyncio task under a per-worker semaphore (per-node-type limits,
+breakers and rate limits are the `TaskRunner`'s). An offset is committed only when every
+task at or before it has published its result: the commit per partition is the lowest
+offset still running (or the next one). A `kill -9` therefore redelivers every unfinished
+task (faust #606 does not apply: there is no framework committing behind our back), and a
+redelivered task carries the same task key, the idempotency key of its outside calls.
+Within one process, a task key that already finished re-publishes its result instead of
+running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections import Counter, OrderedDict
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import OffsetAndMetadata
+from flowlog.schemas.events import NodeTaskIssued
+from flowlog.schemas.guard import DecodeGuard
+from flowlog.schemas.model import canonical_json
+from flowlog.streams import wire
+from flowlog.streams.runtime.kafka import catalog, group_consumer
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    async def run(self, task: NodeTaskIssued) -> Any: ...
+    async def aclose(self) -> None: ...
+
+
+def default_runner(settings: Settings) -> Runner:
+    """helper-4's TaskRunner with the built-in tools plus `settings.tool_modules`."""
+    from flowlog.streams.executors.runner import TaskRunner
+    from flowlog.streams.executors.tools.registry import ToolRegistry
+
+    tools = ToolRegistry()
+    for name in settings.tool_modules:
+        for tool in getattr(importlib.import_module(name), "TOOLS", ()):
+            tools.register(tool)
+    return TaskRunner(settings, tools=tools)
+
+
+class _Partition:
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.next: int | None = None  # the offset after the last one read
+        self.committed: int | None = None
+
+    def safe(self) -> int | None:
+        return min(self.running) if self.running else self.next
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: Executor) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # give running tasks of these partitions a moment to finish, then commit what is safe
+        owner = self.owner
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + owner.revoke_grace_s
+        while loop.time() < deadline and any(
+                owner.parts.get(tp.partition, _Partition()).running for tp in revoked):
+            await asyncio.sleep(0.05)
+        await owner.commit([tp for tp in revoked if tp.partition in owner.parts])
+        for tp in revoked:
+            owner.parts.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        for tp in assigned:
+            self.owner.parts[tp.partition] = _Partition()
+
+
+class Executor:
+    def __init__(self, settings: Settings, producer: Any, runner: Runner,
+                 guard: DecodeGuard | None = None) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.runner = runner
+        self.guard = guard or DecodeGuard.from_settings(settings)
+        self.codec = self.guard.codec
+        cat = catalog(settings)
+        self.tasks_topic = cat.name("node-tasks")
+        self.results_topic = cat.name("node-results")
+        self.parts: dict[int, _Partition] = {}
+        self.sem = asyncio.Semaphore(settings.executor_max_inflight)
+        self.finished: OrderedDict[str, bytes] = OrderedDict()  # task key -> result record
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.stats: Counter[str] = Counter()
+        self.revoke_grace_s = 5.0
+        self.consumer = group_consumer(settings, "executor", [self.tasks_topic])
+
+    async def run(self) -> None:
+        self.consumer.subscribe([self.tasks_topic], listener=_Listener(self))
+        await self.consumer.start()
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=200)
+                for tp, msgs in batches.items():
+                    part = self.parts.get(tp.partition)
+                    if part is None:
+                        continue
+                    for msg in msgs:
+                        await self._one(tp, part, msg)
+                await self.commit([TopicPartition(self.tasks_topic, p) for p in self.parts])
+        finally:
+            for task in list(self.running.values()):
+                task.cancel()
+            await self.consumer.stop()
+
+    async def commit(self, tps: list[TopicPartition]) -> None:
+        offsets = {}
+        for tp in tps:
+            part = self.parts.get(tp.partition)
+            safe = part.safe() if part else None
+            if part is not None and safe is not None and safe != part.committed:
+                offsets[tp] = OffsetAndMetadata(safe, "")
+                part.committed = safe
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                log.warning("executor: commit failed: %s", exc)
+
+    async def _one(self, tp: TopicPartition, part: _Partition, msg: Any) -> None:
+        part.next = msg.offset + 1
+        accepted = self.guard.decode(msg)
+        if accepted is None or not isinstance(accepted.event, NodeTaskIssued):
+            if accepted is not None:
+                self.guard._quarantine(msg, bytes(msg.value or b""),
+                                       wire.WireError(f"{accepted.name} is not a node task"))
+            await asyncio.to_thread(self.guard.flush)
+            self.stats["quarantined"] += 1
+            return
+        task = accepted.event
+        cached = self.finished.get(task.task_key)
+        if cached is not None:  # ran here already: same result again, no second run
+            self.stats["republished"] += 1
+            await self.producer.send_and_wait(self.results_topic, value=cached,
+                                              key=task.execution_id.encode(),
+                                              partition=tp.partition)
+            return
+        if task.task_key in self.running:
+            self.stats["already_running"] += 1
+            return  # the earlier copy is still running and holds back the commit
+        await self.sem.acquire()
+        part.running.add(msg.offset)
+        self.running[task.task_key] = asyncio.create_task(
+            self._execute(tp.partition, part, msg.offset, task), name=task.task_key)
+
+    async def _execute(self, partition: int, part: _Partition, offset: int,
+                       task: NodeTaskIssued) -> None:
+        try:
+            outcome = await self.runner.run(task)
+            record = {
+                **wire.envelope(
+                    "NodeResultReported", event_id=wire.derived_id(task.task_key, "result"),
+                    execution_id=task.execution_id, workflow_id=task.workflow_id,
+                    workflow_version=task.workflow_version,
+                    occurred_at=outcome.finished_at or datetime.now(UTC),
+                    correlation_id=task.correlation_id, causation_id=task.event_id,
+                    tenant=task.tenant),
+                "node_id": task.node_id, "attempt": task.attempt, "task_key": task.task_key,
+                "status": outcome.status,
+                "output": None if outcome.output is None else canonical_json(outcome.output),
+                "error": wire._error_out(outcome.error),
+                "started_at": outcome.started_at, "finished_at": outcome.finished_at,
+                "model_calls": list(outcome.model_calls or []),
+                "tool_calls": list(outcome.tool_calls or []),
+            }
+            value = self.codec.encode("NodeResultReported", record)
+            await self.producer.send_and_wait(self.results_topic, value=value,
+                                              key=task.execution_id.encode(),
+                                              partition=partition)
+            self.finished[task.task_key] = value
+            while len(self.finished) > self.settings.executor_result_cache:
+                self.finished.popitem(last=False)
+            self.stats[f"task_{outcome.status}"] += 1
+            part.running.discard(offset)  # only now may the offset be committed
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # not published: keep the offset uncommitted, so the task runs again after a
+            # restart; this process will not retry it by itself
+            log.exception("executor: task %s could not be reported", task.task_key)
+            self.stats["report_failed"] += 1
+        finally:
+            self.running.pop(task.task_key, None)
+            self.sem.release()

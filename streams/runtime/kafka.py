@@ -1,0 +1,100 @@
+"""aiokafka plumbing shared by the roles: clients with the engine's settings, topic setup,
+and reading one partition of a topic from the beginning up to its end offset."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from flowlog.schemas.topics import TopicCatalog, apply_topics
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def catalog(settings: Settings) -> TopicCatalog:
+    return TopicCatalog.from_settings(settings)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Apply the topic catalog (idempotent); drift is logged, not fixed."""
+    for change in apply_topics(catalog(settings), settings.bootstrap_servers):
+        log.info("topics: %s", change)
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    """Idempotent, acks=all; aiokafka's default partitioner is murmur2 (the Java one), the
+    same as the SDK's `murmur2_random`, so keys land on the same partition numbers."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+        linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
+        max_request_size=16 * 1024 * 1024, request_timeout_ms=30_000)
+
+
+def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
+                   ) -> AIOKafkaConsumer:
+    """A consumer-group member with manual commits.
+
+    The range assignor gives one member the same partition numbers of every subscribed
+    topic (they have equal partition counts): that is what co-partitioning needs. aiokafka's
+    default (round robin over all partitions) would split an execution's inputs.
+    """
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.topic_prefix + group, enable_auto_commit=False,
+        auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
+        max_poll_records=settings.max_poll_records, session_timeout_ms=10_000,
+        heartbeat_interval_ms=2_000, rebalance_timeout_ms=60_000,
+        max_partition_fetch_bytes=4 * 1024 * 1024, **kw)
+
+
+async def read_partition(settings: Settings, topic: str, partition: int,
+                         until: int | None = None) -> AsyncIterator[Any]:
+    """Every record of one partition from the beginning up to ``until`` (default: the end
+    offset when called). Uses its own group-less consumer."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, group_id=None,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = until if until is not None else (await consumer.end_offsets([tp]))[tp]
+        if end <= 0:
+            return
+        await consumer.seek_to_beginning(tp)
+        position = await consumer.position(tp)
+        while position < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            for msg in batch.get(tp, ()):
+                if msg.offset >= end:
+                    return
+                yield msg
+            position = await consumer.position(tp)
+    finally:
+        await consumer.stop()
+
+
+async def end_offset(settings: Settings, topic: str, partition: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def cancel_quietly(task: asyncio.Task[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

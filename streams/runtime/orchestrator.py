@@ -1,0 +1,197 @@
+"""The orchestrator: inputs in, one `ExecutionEventBatch` per decision out.
+
+One consumer-group member reads triggers, commands, node-results and timers (co-partitioned:
+the range assignor gives it the same partition numbers of all four). Per partition it
+keeps the states of that partition's executions in a plain dict, rebuilt from the
+execution-events partition before it decides anything for it, and dropped on revocation.
+
+Per polled batch, under one lock (so a revocation waits for it): decode (quarantine the
+bad), decide + evolve (the pure fold, no I/O), produce one record per decision to the same
+partition number of execution-events, wait for the broker's acks, then commit the input
+offsets. A crash anywhere before the commit redelivers the inputs; the rebuilt state has
+their ids in `applied`, so they yield nothing, or (if their decision never landed) the same
+decision again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import OffsetAndMetadata
+from flowlog.aggregates.execution import ExecutionState, decide, evolve
+from flowlog.schemas.guard import DecodeGuard
+from flowlog.streams import wire
+from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
+from flowlog.streams.runtime.registry import RegistryFollower
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+INPUT_TOPICS = ("triggers", "commands", "node-results", "timers")
+FAULT_EXIT_CODE = 17
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: Orchestrator) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.owner.lock:  # waits for the batch in progress (decided, written, committed)
+            for p in {tp.partition for tp in revoked}:
+                self.owner.owned.discard(p)
+                self.owner.states.pop(p, None)
+        log.info("orchestrator: revoked %s", sorted({tp.partition for tp in revoked}))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        async with self.owner.lock:
+            self.owner.owned |= {tp.partition for tp in assigned}
+        log.info("orchestrator: assigned %s", sorted({tp.partition for tp in assigned}))
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, follower: RegistryFollower, producer: Any,
+                 guard: DecodeGuard | None = None) -> None:
+        self.settings = settings
+        self.follower = follower
+        self.registry = follower.registry
+        self.producer = producer
+        self.guard = guard or DecodeGuard.from_settings(settings)
+        self.codec = self.guard.codec
+        cat = catalog(settings)
+        self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
+        self.events_topic = cat.name("execution-events")
+        self.states: dict[int, dict[str, ExecutionState]] = {}  # partition -> execution -> state
+        self.owned: set[int] = set()
+        self.lock = asyncio.Lock()
+        self.stats: Counter[str] = Counter()
+        self.crash_after_write = settings.fault_crash_after_write
+        self.consumer = group_consumer(settings, "orchestrator", self.input_topics)
+
+    async def run(self) -> None:
+        self.consumer.subscribe(self.input_topics, listener=_Listener(self))
+        await self.consumer.start()
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=200)
+                if batches:
+                    async with self.lock:
+                        await self._handle(batches)
+        finally:
+            await self.consumer.stop()
+
+    # --- recovery ----------------------------------------------------------------------------
+    async def _load(self, partition: int) -> dict[str, ExecutionState]:
+        """Fold the execution-events partition up to its end into fresh states."""
+        states: dict[str, ExecutionState] = {}
+        count = 0
+        async for msg in read_partition(self.settings, self.events_topic, partition):
+            try:
+                record = self.codec.decode(msg.value).record
+                events = wire.batch_events(record)
+            except Exception:
+                log.exception("unreadable execution-events record %s@%s", partition, msg.offset)
+                continue
+            for e in events:
+                state = states.get(e.execution_id)
+                if state is None:
+                    state = states[e.execution_id] = ExecutionState()
+                if e.seq <= state.seq:
+                    self.stats["rebuild_duplicate_events"] += 1
+                    continue
+                if e.seq != state.seq + 1:
+                    log.error("gap in %s: seq %s after %s", e.execution_id, e.seq, state.seq)
+                    continue
+                evolve(state, e)
+                count += 1
+        self.stats["rebuilt_events"] += count
+        log.info("orchestrator: partition %s rebuilt: %s executions, %s events",
+                 partition, len(states), count)
+        return states
+
+    # --- the hot path ------------------------------------------------------------------------
+    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        sends = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, msgs in batches.items():
+            p = tp.partition
+            if p not in self.owned:
+                continue  # revoked while this batch was in flight: its new owner handles it
+            states = self.states.get(p)
+            if states is None:
+                states = self.states[p] = await self._load(p)
+            for msg in msgs:
+                fut = await self._one(msg, p, states)
+                if fut is not None:
+                    sends.append(fut)
+            offsets[tp] = OffsetAndMetadata(msgs[-1].offset + 1, "")
+        if sends:
+            await asyncio.gather(*sends)  # the broker acknowledged every decision
+        if self.guard.stats.total() and any(k.startswith("quarantined") for k in self.guard.stats):
+            await asyncio.to_thread(self.guard.flush)
+        if sends and self.crash_after_write and random.random() < self.crash_after_write:
+            log.warning("FAULT: exiting after writing %s decisions, before the commit",
+                        len(sends))
+            os._exit(FAULT_EXIT_CODE)
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # another member may own these partitions now: forget them; the inputs are
+                # redelivered to the owner, who rebuilds from the log (our writes included)
+                log.warning("orchestrator: commit failed (%s); dropping %s", exc,
+                            sorted(tp.partition for tp in offsets))
+                for tp in offsets:
+                    self.states.pop(tp.partition, None)
+
+    async def _one(self, msg: Any, p: int, states: dict[str, ExecutionState]) -> Any:
+        accepted = self.guard.decode(msg)
+        if accepted is None:
+            self.stats["quarantined"] += 1
+            return None
+        name, record = accepted.name, accepted.record
+        try:
+            if name not in wire.INPUT_NAMES:
+                raise wire.WireError(f"{name} is not an orchestrator input")
+            execution_id = record["execution_id"]
+            if msg.key is not None and msg.key.decode(errors="replace") != execution_id:
+                raise wire.WireError(
+                    f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
+                    "the record may sit on another execution's partition")
+            state = states.get(execution_id) or ExecutionState()
+            definition, accepting, version = None, True, None
+            if name == "TriggerReceived":
+                wid = record["workflow_id"]
+                if wid not in self.registry.workflows:
+                    await self.follower.catch_up(timeout=2.0)  # defined a moment ago?
+                version = self.registry.resolve(wid, record["workflow_version"])
+                definition = self.registry.definition(wid, version)
+                accepting = self.registry.accepting(wid)
+            elif state.phase != "pending":
+                definition = self.registry.definition(state.workflow_id, state.workflow_version)
+            inp = wire.record_to_input(name, record, version)
+            events = decide(state, inp, datetime.now(UTC), definition, accepting=accepting)
+        except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
+            log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
+            self.guard._quarantine(msg, bytes(msg.value or b""), exc)
+            self.stats["quarantined"] += 1
+            return None
+        if not events:
+            self.stats["duplicates"] += 1
+            return None
+        for e in events:
+            evolve(state, e)
+        states[execution_id] = state
+        self.stats["decisions"] += 1
+        self.stats["events"] += len(events)
+        value = self.codec.encode("ExecutionEventBatch", wire.batch_record(events, inp.event_id))
+        return await self.producer.send(self.events_topic, value=value,
+                                        key=execution_id.encode(), partition=p)

@@ -1,0 +1,104 @@
+"""The composition root of a worker process: one or more roles sharing a producer and a
+definitions registry.
+
+    await run_worker(settings, ["orchestrator", "executor", "timers"])
+
+Roles: `orchestrator` (decisions), `executor` (node tasks), `timers` (the dispatcher: node
+tasks and due timers from execution-events). Any number of processes of each role may
+run; partitions spread among them through their consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowlog.streams.runtime.dispatcher import Dispatcher
+from flowlog.streams.runtime.executor import Executor, Runner, default_runner
+from flowlog.streams.runtime.kafka import ensure_topics, producer
+from flowlog.streams.runtime.orchestrator import Orchestrator
+from flowlog.streams.runtime.registry import RegistryFollower
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+ROLES = ("orchestrator", "executor", "timers")
+
+
+def expand(roles: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for role in roles:
+        for r in (ROLES if role == "all" else (role,)):
+            if r not in ROLES:
+                raise ValueError(f"unknown role {r!r}: use one of {', '.join(ROLES)} or all")
+            if r not in out:
+                out.append(r)
+    return out
+
+
+class Worker:
+    """The roles of one process; `start` returns once every role is consuming."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str],
+                 runner_factory: Callable[[Settings], Runner] | None = None) -> None:
+        self.settings = settings
+        self.roles = expand(roles)
+        self.runner_factory = runner_factory or default_runner
+        self.components: dict[str, Any] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.follower: RegistryFollower | None = None
+        self.producer: Any = None
+        self.runner: Runner | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(ensure_topics, self.settings)
+        self.producer = producer(self.settings)
+        await self.producer.start()
+        if {"orchestrator", "timers"} & set(self.roles):
+            self.follower = RegistryFollower(self.settings)
+            await self.follower.start()
+        for role in self.roles:
+            if role == "orchestrator":
+                assert self.follower is not None
+                comp: Any = Orchestrator(self.settings, self.follower, self.producer)
+            elif role == "timers":
+                assert self.follower is not None
+                comp = Dispatcher(self.settings, self.follower, self.producer)
+            else:
+                self.runner = self.runner_factory(self.settings)
+                comp = Executor(self.settings, self.producer, self.runner)
+            self.components[role] = comp
+            self.tasks.append(asyncio.create_task(comp.run(), name=f"role-{role}"))
+        log.info("worker: running %s", ", ".join(self.roles))
+
+    async def wait(self) -> None:
+        """Until a role stops (an error ends the process: a restart rebuilds from the log)."""
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                log.debug("role stopped", exc_info=True)
+        if self.runner is not None:
+            await self.runner.aclose()
+        if self.follower is not None:
+            await self.follower.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+async def run_worker(settings: Settings, roles: Sequence[str]) -> None:
+    worker = Worker(settings, roles)
+    await worker.start()
+    try:
+        await worker.wait()
+    finally:
+        await worker.stop()
