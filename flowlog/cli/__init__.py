@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowlog.cli import contract, services, workflows
+from flowlog.cli import contract, engine, services, workflows
 
 app = typer.Typer(
     name="flowlog",
@@ -15,6 +15,7 @@ app = typer.Typer(
 services.register(app)
 contract.register(app)
 workflows.register(app)
+engine.register(app)
 
 
 def main() -> None:

@@ -58,20 +58,23 @@ def settings() -> None:
 
 
 def run() -> None:
-    """The main job: start the services and the pipeline, until Ctrl-C.
-
-    Until the engine lands (issue 5), the pipeline is the echo agent
-    (`flowlog.streams.echo`): it forwards `<prefix>echo-in` to `<prefix>echo-out`.
-    """
+    """The main job: start the services, apply the topics and every example workflow, then
+    run every engine role in this process (`flowlog worker all`) until Ctrl-C."""
     try:
         manager.up(get_settings())
     except ServiceError as exc:
         _fail(exc)
     console = Console(stderr=True)
-    prefix = get_settings().topic_prefix
-    console.print(f"[green]services up.[/] Starting the echo pipeline "
-                  f"({prefix}echo-in → {prefix}echo-out); Ctrl-C stops it.")
-    cmd = [sys.executable, "-m", "faust", "-A", "flowlog.streams.echo", "worker", "-l", "info"]
+    settings_ = get_settings()
+    from flowlog.streams.runtime.kafka import ensure_topics
+    from flowlog.streams.runtime.tools import apply_definition
+
+    ensure_topics(settings_)
+    for path in sorted((REPO_ROOT / "examples").glob("*.yaml")):
+        console.print(f"  {apply_definition(settings_, path)}")
+    console.print("[green]services up, examples applied.[/] Running `flowlog worker all`; "
+                  "try `flowlog trigger bench-5node --wait`. Ctrl-C stops it.")
+    cmd = [sys.executable, "-m", "flowlog.cli", "worker", "all"]
     try:
         raise typer.Exit(subprocess.call(cmd, cwd=REPO_ROOT, env=dict(os.environ)))
     except KeyboardInterrupt:

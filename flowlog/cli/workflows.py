@@ -44,6 +44,35 @@ def validate(
     out.print(f"  triggers: {len(spec.triggers)} ({triggers})", markup=False)
 
 
+@workflows_app.command("apply")
+def apply(
+    files: list[Path] = typer.Argument(..., help="Definition files (.yaml, .yml or .json)."),
+    draft: bool = typer.Option(False, "--draft", help="Publish without activating."),
+) -> None:
+    """Validate, then publish each definition (a new version only when it changed) and
+    activate it unless --draft. Exit 1 on the first invalid file (nothing of it published)."""
+    from flowlog.aggregates.errors import DefinitionInvalid
+    from flowlog.settings import get_settings
+    from flowlog.streams.runtime.tools import apply_definition
+
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for file in files:
+        try:
+            out.print(apply_definition(get_settings(), file, draft=draft), markup=False)
+        except OSError as exc:
+            err.print(f"[red]error[/red]: cannot read {file}: {exc.strerror}")
+            raise typer.Exit(2) from None
+        except DefinitionParseError as exc:
+            err.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(1) from None
+        except DefinitionInvalid as exc:
+            err.print(f"[red]{file}: {len(exc.issues)} error(s)[/red]")
+            for issue in exc.issues:
+                err.print(f"  {issue.render()}", markup=False)
+            raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.add_typer(workflows_app, name="workflows")

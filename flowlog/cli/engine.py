@@ -1,0 +1,138 @@
+"""`flowlog worker ROLE`, `flowlog trigger`, `flowlog watch`, `flowlog history`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from flowlog.settings import get_settings
+
+_ROLE_HELP = "orchestrator, executor, timers, or all (every role in one process)"
+
+
+def worker(
+    roles: list[str] = typer.Argument(..., help=_ROLE_HELP),
+    log_level: str = typer.Option("info", "--log-level", "-l", help="debug, info, warning"),
+) -> None:
+    """Run engine roles until SIGINT/SIGTERM. Any number of each may run; partitions spread."""
+    from flowlog.streams.runtime.worker import Worker, expand
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        expand(roles)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        w = Worker(get_settings(), roles)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await w.start()
+        waiter = asyncio.create_task(w.wait())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                waiter.result()
+        finally:
+            stopper.cancel()
+            await w.stop()
+
+    asyncio.run(main())
+
+
+def trigger(
+    workflow: str = typer.Argument(..., help="Workflow id."),
+    input_: str = typer.Option("{}", "--input", "-i", help="The trigger's input (JSON object)."),
+    version: int = typer.Option(0, help="Pin this version (0: the newest)."),
+    dedup_key: str | None = typer.Option(None, help="Same key, same execution id."),
+    tenant: str = typer.Option("default", help="Tenant."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the execution to its end."),
+    timeout: float = typer.Option(300.0, help="Seconds --wait waits at most."),
+) -> None:
+    """Publish a manual trigger and print the execution id."""
+    from flowlog.streams.runtime import tools
+
+    try:
+        value = json.loads(input_)
+    except json.JSONDecodeError as exc:
+        Console(stderr=True).print(f"[red]error:[/] --input is not JSON: {exc}")
+        raise typer.Exit(2) from None
+    execution_id = tools.trigger(get_settings(), workflow, value, version=version,
+                                 dedup_key=dedup_key, tenant=tenant)
+    print(execution_id)
+    if wait:
+        _show(execution_id, follow=True, timeout=timeout)
+
+
+def watch(
+    execution_id: str = typer.Argument(..., help="Execution id."),
+    timeout: float | None = typer.Option(None, help="Give up after this many seconds."),
+) -> None:
+    """Print the execution's events live; exits at the terminal event (1 if it failed)."""
+    _show(execution_id, follow=True, timeout=timeout)
+
+
+def history(
+    execution_id: str = typer.Argument(..., help="Execution id."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Print the execution's stored events and exit."""
+    _show(execution_id, follow=False, timeout=None, as_json=as_json)
+
+
+_STYLE = {"ExecutionSucceeded": "bold green", "ExecutionFailed": "bold red",
+          "ExecutionCancelled": "bold yellow", "ExecutionRejected": "bold red",
+          "NodeFailed": "red", "NodeSucceeded": "green", "NodeRetryScheduled": "yellow",
+          "NodeDeadLettered": "red", "InputIgnored": "dim"}
+_SKIP = {"event_id", "event_type", "occurred_at", "execution_id", "workflow_id",
+         "workflow_version", "seq", "correlation_id", "causation_id", "tenant"}
+
+
+def _show(execution_id: str, *, follow: bool, timeout: float | None,
+          as_json: bool = False) -> None:
+    from flowlog.streams.runtime import tools
+
+    console = Console(highlight=False, soft_wrap=True, emoji=False)
+    last: dict[str, Any] = {}
+
+    def show(e: dict[str, Any]) -> None:
+        last.clear()
+        last.update(e)
+        if as_json:
+            print(json.dumps(e, default=str, sort_keys=True))
+            return
+        name = e["event_type"]
+        style = _STYLE.get(name, "cyan")
+        detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in _SKIP and v is not None)
+        console.print(f"{e['seq']:>4} {e['occurred_at']:%H:%M:%S.%f} [{style}]{name}[/] "
+                      f"{detail}", markup=True)
+
+    events = asyncio.run(tools.collect(get_settings(), execution_id, follow=follow,
+                                       timeout=timeout, on_event=show))
+    if not events:
+        Console(stderr=True).print(f"no events for {execution_id}")
+        raise typer.Exit(1)
+    if follow and last.get("event_type") not in tools.TERMINAL:
+        raise typer.Exit(3)  # timed out
+    if last.get("event_type") in ("ExecutionFailed", "ExecutionRejected"):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command()(worker)
+    app.command()(trigger)
+    app.command()(watch)
+    app.command()(history)
