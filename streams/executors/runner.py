@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,7 +158,11 @@ class TaskRunner:
         except ExecutorError as exc:
             error = exc.to_dict()
         except Exception as exc:  # a bug of ours or a plugin's: report it, retryable
-            log.exception("task %s: unexpected error", task.task_key)
+            # frames only: an exception's message may hold a secret value, so it is redacted
+            log.error(
+                "task %s: unexpected %s: %s\n%s", task.task_key, type(exc).__name__,
+                redactor.text(str(exc)), "".join(traceback.format_tb(exc.__traceback__)),
+            )  # fmt: skip
             error = {
                 "type": "internal_error",
                 "message": f"{type(exc).__name__}: {exc}",

@@ -74,10 +74,29 @@ def validate_input(tool: Tool, value: Any) -> BaseModel:
     try:
         return tool.Input.model_validate(value if value is not None else {})
     except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(tool.name, exc)) from None
+        raise InvalidInput(describe_validation_error(tool, exc)) from None
 
 
-def describe_validation_error(tool_name: str, exc: ValidationError) -> str:
+def _expected(tool: Tool, loc: tuple[Any, ...]) -> str:
+    """What a top-level field takes, from the tool's JSON schema ("" when unclear)."""
+    try:
+        prop = tool.Input.model_json_schema().get("properties", {}).get(str(loc[0]), {})
+    except Exception:
+        return ""
+    if len(loc) != 1 or not prop:
+        return ""
+    kinds = (
+        [prop.get("type")]
+        if prop.get("type")
+        else [p.get("type") for p in prop.get("anyOf", []) if p.get("type")]
+    )
+    if prop.get("enum"):
+        return "one of " + ", ".join(repr(v) for v in prop["enum"])
+    return " or ".join(k for k in kinds if k and k != "null")
+
+
+def describe_validation_error(tool: Tool, exc: ValidationError) -> str:
+    tool_name = tool.name
     problems = []
     for err in exc.errors(include_url=False)[:5]:
         field = ".".join(str(p) for p in err["loc"]) or "(input)"
@@ -93,9 +112,14 @@ def describe_validation_error(tool_name: str, exc: ValidationError) -> str:
             shown = repr(err.get("input"))
             if len(shown) > 80:
                 shown = shown[:77] + "..."
+            expected = _expected(tool, tuple(err["loc"]))
+            if expected.startswith("one of"):
+                want = expected
+            else:
+                want = f"a value of type {expected}" if expected else "a value that fits"
             problems.append(
-                f"field {field!r} = {shown}: {err['msg']}; fix: give {field!r} a value that "
-                f"fits ({err['msg'].lower()})"
+                f"field {field!r} = {shown}: {err['msg']}; fix: give {field!r} {want} in the "
+                f"node's input"
             )
     more = len(exc.errors()) - len(problems)
     tail = f" (and {more} more)" if more > 0 else ""

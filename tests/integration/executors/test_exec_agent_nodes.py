@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flowlog.schemas.shared import ModelCall, ToolCall
 from flowlog.streams.executors import TaskRunner, ToolContext
 from flowlog.streams.executors.providers.pricing import cost_usd
 from flowlog.streams.executors.tools import ToolRegistry
@@ -66,6 +67,8 @@ async def test_openai_tool_loop(
     assert out.model_calls[0]["cost_usd"] == pytest.approx(cost_usd("gpt-4o-mini", 100, 20))
     assert out.model_calls[0]["cost_usd"] > 0
     assert [(c["tool"], c["ok"]) for c in out.tool_calls] == [("crm.lookup_customer", True)]
+    assert [ModelCall(**c) for c in out.model_calls]  # the records fit the event contract
+    assert [ToolCall(**c) for c in out.tool_calls]
     assert "sk-test-123" not in repr(out)
 
     first, second = fake_llm.requests

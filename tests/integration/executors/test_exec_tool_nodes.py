@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from flowlog.schemas.events import NodeResultReported
@@ -9,6 +10,7 @@ from flowlog.streams.executors import NonRetryable, TaskRunner, ToolContext
 from flowlog.streams.executors.tools import ENTRY_POINT_GROUP, ToolRegistry
 from pydantic import BaseModel
 
+from flowlog.settings import Settings
 from tests.support.fake_webhook import FakeWebhookServer
 from tests.support.tasks import make_task
 
@@ -111,3 +113,40 @@ async def test_http_request_tool(runner: TaskRunner, fake_webhook: FakeWebhookSe
                         {"url": f"{fake_webhook.url}/o", "raise_for_status": False})
     out = await runner.run(lenient)
     assert out.status == "succeeded" and out.output["status"] == 404
+
+
+class Gauge:
+    """Counts how many runs overlap."""
+
+    name = "gauge"
+    description = "records concurrency"
+
+    class Input(BaseModel):
+        pass
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+
+    async def run(self, input: Any, ctx: ToolContext) -> Any:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.02)
+        self.running -= 1
+        return self.peak
+
+
+async def test_concurrency_limit_per_node_type(exec_settings: Settings) -> None:
+    settings = exec_settings.model_copy(update={"executor_concurrency": {"tool": 2}})
+    tools = ToolRegistry(entry_points=False)
+    gauge = Gauge()
+    tools.register(gauge)
+    runner = TaskRunner(settings, tools=tools)
+    try:
+        outs = await asyncio.gather(
+            *(runner.run(make_task("tool", {"tool": "gauge"}, {})) for _ in range(6))
+        )
+    finally:
+        await runner.aclose()
+    assert all(o.status == "succeeded" for o in outs)
+    assert gauge.peak == 2
