@@ -67,3 +67,19 @@ def test_validation_error_names_field_value_and_fix() -> None:
     with pytest.raises(e.InvalidInput, match="'colour' is not an input of this tool"):
         validate_input(tool, {"count": 1, "colour": "red"})
     assert validate_input(tool, {"count": "3"}).count == 3  # type: ignore[attr-defined]
+
+
+def test_registry_rejects_what_is_not_a_tool() -> None:
+    tools = ToolRegistry(entry_points=False)
+
+    class NoInput:
+        name = "x"
+        description = "d"
+
+        async def run(self, input: object, ctx: object) -> object:
+            return None
+
+    with pytest.raises(TypeError, match="lacks \\['Input'\\]"):
+        tools.register(NoInput)
+    with pytest.raises(e.ToolNotFound, match="known: none"):
+        tools.get("x")
