@@ -43,12 +43,14 @@ def default_runner(settings: Settings) -> Runner:
     """helper-4's TaskRunner with the built-in tools plus `settings.tool_modules`."""
     from flowlog.streams.executors.runner import TaskRunner
     from flowlog.streams.executors.tools.registry import ToolRegistry
+    from flowlog.streams.runtime.subworkflow import run_subworkflow_node
 
     tools = ToolRegistry()
     for name in settings.tool_modules:
         for tool in getattr(importlib.import_module(name), "TOOLS", ()):
             tools.register(tool)
-    return TaskRunner(settings, tools=tools)
+    return TaskRunner(settings, tools=tools,
+                      node_runners={"subworkflow": run_subworkflow_node})
 
 
 class _Partition:

@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from flowlog.schemas.sdk import EventProducer
 from flowlog.streams.runtime import tools
 from flowlog.streams.runtime.worker import Worker
 
 from flowlog.settings import Settings
+from tests.support.fake_llm import FakeLLMServer
+from tests.support.fixtures import (  # noqa: F401
+    fake_llm,
+    fake_llm_server,
+    fake_webhook,
+    fake_webhook_server,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -36,6 +45,31 @@ class Engine:
         execution_id = await self.trigger(workflow_id, input_, **kw)
         return await self.wait(execution_id, timeout)
 
+    async def command(self, cls: Any, execution_id: str, workflow_id: str,
+                      **fields: Any) -> None:
+        """Publish a command (CancelRequested, RetryNodeRequested, EventReceived, ...)."""
+        event = cls(execution_id=execution_id, workflow_id=workflow_id, workflow_version=1,
+                    **fields)
+
+        def send() -> None:
+            with EventProducer.from_settings(self.settings) as producer:
+                producer.publish_sync(event)
+
+        await asyncio.to_thread(send)
+
+    async def until(self, execution_id: str, event_type: str, timeout: float = 30.0,
+                    **match: Any) -> list[dict[str, Any]]:
+        """Wait until the execution has an event of this type (fields matching)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            events = await tools.collect(self.settings, execution_id)
+            if any(e["event_type"] == event_type
+                   and all(e.get(k) == v for k, v in match.items()) for e in events):
+                return events
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{execution_id}: no {event_type} {match} in {timeout}s")
+
     async def wait(self, execution_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         events = await tools.collect(self.settings, execution_id, follow=True, timeout=timeout)
         assert events and events[-1]["event_type"] in tools.TERMINAL, (
@@ -44,10 +78,35 @@ class Engine:
         return events
 
 
+def patched(example: str, folder: Path, change: Any = None) -> Path:
+    """An example definition, changed by ``change(doc)`` (shorter delays, local URLs)."""
+    doc = yaml.safe_load((EXAMPLES / example).read_text())
+    if change is not None:
+        change(doc)
+    out = folder / example
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def events_of(events: list[dict[str, Any]], event_type: str, **match: Any
+              ) -> list[dict[str, Any]]:
+    return [e for e in events if e["event_type"] == event_type
+            and all(e.get(k) == v for k, v in match.items())]
+
+
 @pytest.fixture
-def engine_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
-    return settings.model_copy(update={"default_partitions": 3, "timer_tick_ms": 50,
-                                       "executor_rate_limiter": "local"})
+def engine_settings(settings: Settings, kafka_bootstrap: str, tmp_path: Path,
+                    fake_llm: FakeLLMServer) -> Settings:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("PARTNER_KEY", "HELPDESK_TOKEN"):
+        (secrets / name).write_text(f"{name.lower()}-value")
+    return settings.model_copy(update={
+        "default_partitions": 3, "timer_tick_ms": 50, "executor_rate_limiter": "local",
+        "tool_modules": ["tests.e2e.e2e_tools"], "secrets_dir": secrets,
+        "openai_base_url": fake_llm.openai_base_url, "openai_api_key": "test-key",
+        "anthropic_base_url": fake_llm.anthropic_base_url, "anthropic_api_key": "test-key",
+    })
 
 
 @pytest.fixture
