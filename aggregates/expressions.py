@@ -87,7 +87,25 @@ def compile_expression(source: str) -> Expression:
     )
 
 
-_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+SECRET_MARK = "${secret:"
+_SECRET_REF = re.compile(r"\$\{secret:[^}]*\}")
+
+
+def _escape_secret_refs(value: Any) -> Any:
+    """Data a template inserts never becomes a secret reference.
+
+    Only `${secret:NAME}` written in the definition itself is resolved by the executor;
+    the same text arriving in data (a trigger payload, a model's answer) is escaped to
+    `$${secret:NAME}`, which the executor turns back into the literal text. Without this a
+    payload could make a webhook send any declared secret to its target.
+    """
+    text = value if isinstance(value, str) else str(value)
+    return _SECRET_REF.sub(r"$\g<0>", text) if SECRET_MARK in text else value
+
+
+_JINJA = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, finalize=_escape_secret_refs
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ TRIGGER_TYPES = ("manual", "webhook", "schedule", "event", "poll")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-SECRET_REF = re.compile(r"\$\{secret:([^}]*)\}")
+SECRET_REF = re.compile(r"(?<!\$)\$\{secret:([^}]*)\}")  # `$${...}` is escaped text
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 

@@ -21,7 +21,9 @@ from flowlog.streams.executors.errors import SecretBackendFailed, SecretMissing
 
 from flowlog.settings import Settings
 
-SECRET_REF = re.compile(r"\$\{secret:([^}]*)\}")
+# `$${secret:NAME}` is the escaped, literal text `${secret:NAME}` (templates escape what
+# they insert from data; see flowlog.aggregates.expressions); only `${secret:NAME}` resolves.
+SECRET_REF = re.compile(r"\$(\$?)\{secret:([^}]*)\}")
 _ENV_UNSAFE = re.compile(r"[^A-Z0-9]")
 REDACTED = "[redacted]"
 
@@ -40,7 +42,7 @@ def find_refs(value: Any) -> set[str]:
 def _walk_refs(value: Any, found: set[str]) -> None:
     if isinstance(value, str):
         if "${secret:" in value:
-            found.update(m.strip() for m in SECRET_REF.findall(value))
+            found.update(name.strip() for esc, name in SECRET_REF.findall(value) if not esc)
     elif isinstance(value, Mapping):
         for v in value.values():
             _walk_refs(v, found)
@@ -54,7 +56,11 @@ def substitute(value: Any, secrets: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         if "${secret:" not in value:
             return value
-        return SECRET_REF.sub(lambda m: secrets[m.group(1).strip()], value)
+        return SECRET_REF.sub(
+            lambda m: "${secret:" + m.group(2) + "}" if m.group(1)
+            else secrets[m.group(2).strip()],
+            value,
+        )
     if isinstance(value, Mapping):
         return {k: substitute(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
