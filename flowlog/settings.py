@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     executor_result_cache: int = Field(
         10_000, description="Finished task keys an executor remembers to re-publish, not re-run."
     )
+    consumer_session_timeout_ms: int = Field(
+        10_000, description="Consumer-group session timeout: how soon a dead worker's "
+        "partitions move to the others.",
+    )
     timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
     tool_modules: list[str] = Field(
         default_factory=list,

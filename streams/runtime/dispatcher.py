@@ -27,7 +27,7 @@ from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
 from flowlog.streams import wire
-from flowlog.streams.runtime.kafka import catalog, group_consumer
+from flowlog.streams.runtime.kafka import catalog, group_consumer, seek_to_start
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
@@ -57,8 +57,7 @@ class _Listener(ConsumerRebalanceListener):
             for tp in assigned:
                 committed = await self.owner.consumer.committed(tp)
                 self.owner.parts[tp.partition] = _Partition(committed or 0)
-            if assigned:
-                await self.owner.consumer.seek_to_beginning(*assigned)
+            await seek_to_start(self.owner.consumer, list(assigned))
         log.info("dispatcher: assigned %s", sorted(tp.partition for tp in assigned))
 
 

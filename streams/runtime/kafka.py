@@ -48,9 +48,22 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
         *topics, bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,
         auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-        max_poll_records=settings.max_poll_records, session_timeout_ms=10_000,
+        max_poll_records=settings.max_poll_records, session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=2_000, rebalance_timeout_ms=60_000,
         max_partition_fetch_bytes=4 * 1024 * 1024, **kw)
+
+
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Position every partition at its first stored offset, now.
+
+    Not `seek_to_beginning`: that only requests a reset, which can race with the reset an
+    assignment starts by itself (a fresh consumer may then sit at the end offset).
+    """
+    if not tps:
+        return
+    begins = await consumer.beginning_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, begins[tp])
 
 
 async def read_partition(settings: Settings, topic: str, partition: int,
@@ -60,22 +73,24 @@ async def read_partition(settings: Settings, topic: str, partition: int,
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign([tp])
         end = until if until is not None else (await consumer.end_offsets([tp]))[tp]
-        if end <= 0:
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        if end <= begin:
             return
-        await consumer.seek_to_beginning(tp)
-        position = await consumer.position(tp)
-        while position < end:
+        consumer.seek(tp, begin)
+        next_offset = begin
+        while next_offset < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
             for msg in batch.get(tp, ()):
                 if msg.offset >= end:
                     return
+                next_offset = msg.offset + 1
                 yield msg
-            position = await consumer.position(tp)
     finally:
         await consumer.stop()
 

@@ -185,7 +185,13 @@ class Orchestrator:
             self.stats["quarantined"] += 1
             return None
         if not events:
-            self.stats["duplicates"] += 1
+            if state.phase == "pending" and name != "TriggerReceived":
+                # never expected: inputs follow their execution's trigger on this partition
+                log.warning("orchestrator: %s for %s, which partition %s does not know",
+                            name, execution_id, p)
+                self.stats["unknown_execution"] += 1
+            else:
+                self.stats["duplicates"] += 1
             return None
         for e in events:
             evolve(state, e)

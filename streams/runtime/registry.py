@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from flowlog.aggregates.definition import CompiledDefinition, compile_definition
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.schemas.codec import Codec
-from flowlog.streams.runtime.kafka import catalog
+from flowlog.streams.runtime.kafka import catalog, seek_to_start
 
 from flowlog.settings import Settings
 
@@ -112,7 +112,8 @@ class RegistryFollower:
     async def start(self) -> None:
         """Read every definition up to the end, then follow in the background."""
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                          group_id=None, enable_auto_commit=False)
+                                          group_id=None, enable_auto_commit=False,
+                                          auto_offset_reset="earliest")
         await self._consumer.start()
         parts = self._consumer.partitions_for_topic(self.topic)
         if not parts:
@@ -120,7 +121,7 @@ class RegistryFollower:
             parts = self._consumer.partitions_for_topic(self.topic) or {0}
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
+        await seek_to_start(self._consumer, tps)
         await self.catch_up(timeout=60.0, _poll=True)
         self._task = asyncio.create_task(self._follow(), name="definitions-follower")
 

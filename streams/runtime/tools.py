@@ -20,7 +20,7 @@ from flowlog.schemas.events import (
     WorkflowUpdated,
 )
 from flowlog.schemas.sdk import EventProducer
-from flowlog.streams.runtime.kafka import catalog, ensure_topics
+from flowlog.streams.runtime.kafka import catalog, ensure_topics, seek_to_start
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
@@ -106,7 +106,7 @@ async def history(settings: Settings, execution_id: str, *, follow: bool = False
     codec = Codec.from_settings(settings)
     topic = catalog(settings).name("execution-events")
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -115,7 +115,7 @@ async def history(settings: Settings, execution_id: str, *, follow: bool = False
             parts = consumer.partitions_for_topic(topic) or set()
         tp = TopicPartition(topic, partition_of(execution_id, len(parts)))
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        await seek_to_start(consumer, [tp])
         end = (await consumer.end_offsets([tp]))[tp]
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
