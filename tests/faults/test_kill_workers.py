@@ -128,7 +128,7 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
             "FLOWLOG_DEFAULT_PARTITIONS": "6", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
             "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
             "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1"}
-    crashy = {**base, "FLOWLOG_FAULT_CRASH_AFTER_WRITE": "0.01"}
+    crashy = {**base, "FLOWLOG_FAULT_CRASH_AFTER_WRITE": "0.02"}
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = [Proc("orch1", "orchestrator", crashy, logs), Proc("orch2", "orchestrator", base,
@@ -212,6 +212,8 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     assert conflicting == 0, f"{conflicting} (execution, seq) written twice with different events"
     assert outcomes == Counter({"ExecutionSucceeded": len(ids)}), outcomes
 
+    assert crashes >= 1, "the crash between write and commit was never injected"
+    assert sum(kills.values()) >= 3
     lines = [line.split() for line in runs.read_text().splitlines() if line.strip()]
     assert all(task == key for task, key in lines), "a run without its task key as idem. key"
     run_counts = Counter(task for task, _ in lines)
