@@ -120,7 +120,7 @@ def _show(execution_id: str, *, follow: bool, timeout: float | None,
                       f"{detail}", markup=True)
 
     events = asyncio.run(tools.collect(get_settings(), execution_id, follow=follow,
-                                       timeout=timeout, on_event=show))
+                                       within=timeout, on_event=show))
     if not events:
         Console(stderr=True).print(f"no events for {execution_id}")
         raise typer.Exit(1)

@@ -145,7 +145,7 @@ class Dispatcher:
     async def _issue(self, part: _Partition, p: int, e: dev.NodeScheduled) -> Any:
         definition = self.registry.definition(e.workflow_id, e.workflow_version)
         if definition is None:
-            await self.follower.catch_up(timeout=5.0)
+            await self.follower.catch_up(within=5.0)
             definition = self.registry.definition(e.workflow_id, e.workflow_version)
         env = dict(execution_id=e.execution_id, workflow_id=e.workflow_id,
                    workflow_version=e.workflow_version, occurred_at=e.occurred_at,

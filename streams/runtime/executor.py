@@ -72,7 +72,7 @@ class _Listener(ConsumerRebalanceListener):
         owner = self.owner
         loop = asyncio.get_running_loop()
         deadline = loop.time() + owner.revoke_grace_s
-        while loop.time() < deadline and any(
+        while loop.time() < deadline and any(  # noqa: ASYNC110 (a short bounded poll)
                 owner.parts.get(tp.partition, _Partition()).running for tp in revoked):
             await asyncio.sleep(0.05)
         await owner.commit([tp for tp in revoked if tp.partition in owner.parts])

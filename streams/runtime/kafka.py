@@ -48,7 +48,8 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
         *topics, bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,
         auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-        max_poll_records=settings.max_poll_records, session_timeout_ms=settings.consumer_session_timeout_ms,
+        max_poll_records=settings.max_poll_records,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=2_000, rebalance_timeout_ms=60_000,
         max_partition_fetch_bytes=4 * 1024 * 1024, **kw)
 

@@ -171,7 +171,7 @@ class Orchestrator:
             if name == "TriggerReceived":
                 wid = record["workflow_id"]
                 if wid not in self.registry.workflows:
-                    await self.follower.catch_up(timeout=2.0)  # defined a moment ago?
+                    await self.follower.catch_up(within=2.0)  # defined a moment ago?
                 version = self.registry.resolve(wid, record["workflow_version"])
                 definition = self.registry.definition(wid, version)
                 accepting = self.registry.accepting(wid)

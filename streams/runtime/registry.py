@@ -122,7 +122,7 @@ class RegistryFollower:
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         await seek_to_start(self._consumer, tps)
-        await self.catch_up(timeout=60.0, _poll=True)
+        await self.catch_up(within=60.0, _poll=True)
         self._task = asyncio.create_task(self._follow(), name="definitions-follower")
 
     async def _poll_once(self, timeout_ms: int) -> None:
@@ -149,13 +149,13 @@ class RegistryFollower:
                 log.exception("definition follower")
                 await asyncio.sleep(1)
 
-    async def catch_up(self, timeout: float = 10.0, _poll: bool = False) -> bool:
+    async def catch_up(self, within: float = 10.0, _poll: bool = False) -> bool:
         """Wait until the registry holds every definition written before this call."""
         assert self._consumer is not None
         tps = list(self._consumer.assignment())
         ends = await self._consumer.end_offsets(tps)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while any(self._positions.get(tp, 0) < end for tp, end in ends.items()):
             if loop.time() > deadline:
                 return False

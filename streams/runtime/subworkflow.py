@@ -33,7 +33,7 @@ async def run_subworkflow_node(ctx: NodeContext) -> Any:
 
     await asyncio.to_thread(publish)
     events = await tools.collect(ctx.settings, trigger.execution_id, follow=True,
-                                 timeout=max(ctx.remaining_s(), 0.1))
+                                 within=max(ctx.remaining_s(), 0.1))
     last = events[-1] if events else None
     if last is None or last["event_type"] not in tools.TERMINAL:
         raise TaskTimeout(f"child execution {trigger.execution_id} did not end in time")

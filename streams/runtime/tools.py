@@ -100,9 +100,9 @@ def partition_of(execution_id: str, partitions: int) -> int:
 
 
 async def history(settings: Settings, execution_id: str, *, follow: bool = False,
-                  timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+                  within: float | None = None) -> AsyncIterator[dict[str, Any]]:
     """The execution's events (decoded records) in seq order; ``follow`` waits for more
-    until the terminal event (or ``timeout`` seconds)."""
+    until the terminal event (or ``within`` seconds)."""
     codec = Codec.from_settings(settings)
     topic = catalog(settings).name("execution-events")
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
@@ -118,7 +118,7 @@ async def history(settings: Settings, execution_id: str, *, follow: bool = False
         await seek_to_start(consumer, [tp])
         end = (await consumer.end_offsets([tp]))[tp]
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if within is None else loop.time() + within
         seen = 0
         while True:
             if not follow and await consumer.position(tp) >= end:
@@ -142,11 +142,11 @@ async def history(settings: Settings, execution_id: str, *, follow: bool = False
 
 
 async def collect(settings: Settings, execution_id: str, *, follow: bool = False,
-                  timeout: float | None = None,
+                  within: float | None = None,
                   on_event: Callable[[dict[str, Any]], None] | None = None
                   ) -> list[dict[str, Any]]:
     out = []
-    async for e in history(settings, execution_id, follow=follow, timeout=timeout):
+    async for e in history(settings, execution_id, follow=follow, within=within):
         out.append(e)
         if on_event:
             on_event(e)

@@ -39,11 +39,11 @@ class Engine:
     async def trigger(self, workflow_id: str, input_: dict[str, Any], **kw: Any) -> str:
         return await asyncio.to_thread(tools.trigger, self.settings, workflow_id, input_, **kw)
 
-    async def run(self, workflow_id: str, input_: dict[str, Any], timeout: float = 60.0,
+    async def run(self, workflow_id: str, input_: dict[str, Any], within: float = 60.0,
                   **kw: Any) -> list[dict[str, Any]]:
         """Trigger and wait for the terminal event; returns every event of the execution."""
         execution_id = await self.trigger(workflow_id, input_, **kw)
-        return await self.wait(execution_id, timeout)
+        return await self.wait(execution_id, within)
 
     async def command(self, cls: Any, execution_id: str, workflow_id: str,
                       **fields: Any) -> None:
@@ -57,23 +57,23 @@ class Engine:
 
         await asyncio.to_thread(send)
 
-    async def until(self, execution_id: str, event_type: str, timeout: float = 30.0,
+    async def until(self, execution_id: str, event_type: str, within: float = 30.0,
                     **match: Any) -> list[dict[str, Any]]:
         """Wait until the execution has an event of this type (fields matching)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while loop.time() < deadline:
             events = await tools.collect(self.settings, execution_id)
             if any(e["event_type"] == event_type
                    and all(e.get(k) == v for k, v in match.items()) for e in events):
                 return events
             await asyncio.sleep(0.2)
-        raise AssertionError(f"{execution_id}: no {event_type} {match} in {timeout}s")
+        raise AssertionError(f"{execution_id}: no {event_type} {match} in {within}s")
 
-    async def wait(self, execution_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-        events = await tools.collect(self.settings, execution_id, follow=True, timeout=timeout)
+    async def wait(self, execution_id: str, within: float = 60.0) -> list[dict[str, Any]]:
+        events = await tools.collect(self.settings, execution_id, follow=True, within=within)
         assert events and events[-1]["event_type"] in tools.TERMINAL, (
-            f"{execution_id} did not finish in {timeout}s: "
+            f"{execution_id} did not finish in {within}s: "
             f"{[e['event_type'] for e in events]}")
         return events
 
@@ -96,7 +96,7 @@ def events_of(events: list[dict[str, Any]], event_type: str, **match: Any
 
 @pytest.fixture
 def engine_settings(settings: Settings, kafka_bootstrap: str, tmp_path: Path,
-                    fake_llm: FakeLLMServer) -> Settings:
+                    fake_llm: FakeLLMServer) -> Settings:  # noqa: F811
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     for name in ("PARTNER_KEY", "HELPDESK_TOKEN"):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from flowlog.streams.executors.errors import NonRetryable, Retryable
 from flowlog.streams.executors.tools.base import BaseTool, ToolContext
+from pydantic import BaseModel, ConfigDict
 
 
 class _Any(BaseModel):
@@ -22,7 +21,7 @@ class _Tool(BaseTool):
     async def run(self, input: Any, ctx: ToolContext) -> Any:
         path = os.environ.get("FLOWLOG_TEST_RUN_LOG")
         if path:  # fault tests count runs: one line per run, task key and idempotency key
-            with open(path, "a", encoding="utf-8") as f:
+            with open(path, "a", encoding="utf-8") as f:  # noqa: ASYNC230 (tiny append)
                 f.write(f"{ctx.task_key} {ctx.idempotency_key}\n")
         return self.answer(dict(input.model_extra or {}), ctx)
 

@@ -67,7 +67,7 @@ nodes:
     timeout: 500ms
     retry: {max_attempts: 1}
 """))
-    events = await engine.run("too-slow", {}, timeout=30)
+    events = await engine.run("too-slow", {}, within=30)
     assert events[-1]["event_type"] == "ExecutionFailed", events[-1]
     failed = events_of(events, "NodeFailed", node_id="work")
     assert len(failed) == 1
@@ -85,7 +85,7 @@ nodes:
     execution_id = await engine.trigger("long", {})
     await engine.until(execution_id, "NodeScheduled", node_id="work")
     await engine.command(CancelRequested, execution_id, "long", reason="changed my mind")
-    events = await engine.wait(execution_id, timeout=20)
+    events = await engine.wait(execution_id, within=20)
     assert events[-1]["event_type"] == "ExecutionCancelled"
     assert events[-1]["reason"] == "changed my mind"
     assert not events_of(events, "NodeScheduled", node_id="after")
@@ -120,7 +120,7 @@ nodes:
     assert events[-1]["reason"].startswith("invalid input")
 
 
-async def _quarantined(engine: Engine, count: int, timeout: float = 20.0
+async def _quarantined(engine: Engine, count: int, within: float = 20.0
                        ) -> list[dict[str, Any]]:
     codec = Codec.from_settings(engine.settings)
     consumer = AIOKafkaConsumer(catalog(engine.settings).name("quarantine"),
@@ -130,7 +130,7 @@ async def _quarantined(engine: Engine, count: int, timeout: float = 20.0
     found: list[dict[str, Any]] = []
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while len(found) < count and loop.time() < deadline:
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 found += [codec.decode(m.value).record for m in msgs]

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
-
 from flowlog.schemas.events import EventReceived, RetryNodeRequested
+
 from tests.e2e.conftest import EXAMPLES, Engine, events_of, patched
 from tests.support.fake_llm import FakeLLMServer, Turn
 from tests.support.fake_webhook import FakeWebhookServer

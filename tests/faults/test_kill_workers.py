@@ -57,7 +57,7 @@ class Proc:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.log_dir / f"{self.name}.{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"{self.name}.{self.starts}.log", "wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "flowlog.cli", "worker", self.role, "-l", "info"],
             cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
