@@ -161,6 +161,10 @@ class Settings(BaseSettings):
         10_000, description="Consumer-group session timeout: how soon a dead worker's "
         "partitions move to the others.",
     )
+    tenant_max_executions: int = Field(
+        0, description="Executions of one tenant running at once (0: no limit); more wait "
+        "in order (Redis admission).",
+    )
     timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
     tool_modules: list[str] = Field(
         default_factory=list,

@@ -16,6 +16,7 @@ from flowlog.schemas.execution_events import (
     BranchDecided,
     ExecutionCancelled,
     ExecutionFailed,
+    ExecutionQueued,
     ExecutionRejected,
     ExecutionStarted,
     ExecutionSucceeded,
@@ -112,6 +113,13 @@ class EventReceived(Event):
     event_name: str
     payload: Json | None = None
     node_id: str | None = None
+
+
+class ExecutionAdmitted(Event):
+    """Flow control freed a slot: start the queued execution (written by the timers role)."""
+
+    topic: ClassVar[str] = "commands"
+    event_type: Literal["ExecutionAdmitted"] = "ExecutionAdmitted"
 
 
 class NodeResultReported(Event):
@@ -223,14 +231,14 @@ class EventQuarantined(Event):
 
 INPUT_TYPES: tuple[type[Event], ...] = (
     TriggerReceived, CancelRequested, RetryNodeRequested, ResumeRequested,
-    EventReceived, NodeResultReported, TimerFired, NodeTaskIssued,
+    EventReceived, ExecutionAdmitted, NodeResultReported, TimerFired, NodeTaskIssued,
 )
 EXECUTION_TYPES: tuple[type[Event], ...] = (
     ExecutionStarted, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,
     NodeFailed, NodeRetryScheduled, NodeDeadLettered, NodeSkipped, BranchDecided,
     LoopIterationStarted, LoopIterationCompleted, TimerSet, TimerFired, AgentModelCalled,
     AgentToolCalled, InputIgnored, IncidentRaised, IncidentResolved, ExecutionSucceeded,
-    ExecutionFailed, ExecutionCancelled,
+    ExecutionFailed, ExecutionCancelled, ExecutionQueued,
 )
 DEFINITION_TYPES: tuple[type[Event], ...] = (
     WorkflowDefined, WorkflowUpdated, WorkflowActivated, WorkflowPaused, WorkflowArchived,
@@ -245,7 +253,7 @@ ExecutionEventUnion = Annotated[
     | NodeFailed | NodeRetryScheduled | NodeDeadLettered | NodeSkipped | BranchDecided
     | LoopIterationStarted | LoopIterationCompleted | TimerSet | TimerFired
     | AgentModelCalled | AgentToolCalled | InputIgnored | IncidentRaised | IncidentResolved
-    | ExecutionSucceeded | ExecutionFailed | ExecutionCancelled,
+    | ExecutionSucceeded | ExecutionFailed | ExecutionCancelled | ExecutionQueued,
     Field(discriminator="event_type"),
 ]
 

@@ -16,6 +16,15 @@ class ExecutionStarted(ExecutionEvent):
     dedup_key: str | None = None
 
 
+class ExecutionQueued(ExecutionEvent):
+    """Accepted but waiting for a free slot (flow control); started by ExecutionAdmitted."""
+
+    event_type: Literal["ExecutionQueued"] = "ExecutionQueued"
+    input: Json
+    trigger_source: TriggerSource
+    dedup_key: str | None = None
+
+
 class ExecutionRejected(ExecutionEvent):
     event_type: Literal["ExecutionRejected"] = "ExecutionRejected"
     reason: str

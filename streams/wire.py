@@ -114,7 +114,7 @@ def batch_events(record: dict[str, Any]) -> list[dev.ExecutionEvent]:
 
 INPUT_NAMES = frozenset({"TriggerReceived", "CancelRequested", "RetryNodeRequested",
                          "ResumeRequested", "EventReceived", "NodeResultReported",
-                         "TimerFired"})
+                         "TimerFired", "ExecutionAdmitted"})
 
 
 def record_to_input(name: str, r: dict[str, Any], workflow_version: int | None = None
@@ -154,6 +154,8 @@ def record_to_input(name: str, r: dict[str, Any], workflow_version: int | None =
     if name == "EventReceived":
         return dinp.EventReceived(event_id=eid, event_name=r["event_name"],
                                   payload=_json_in(r.get("payload")), node_id=r.get("node_id"))
+    if name == "ExecutionAdmitted":
+        return dinp.ExecutionAdmitted(event_id=eid)
     raise WireError(f"{name} is not an orchestrator input")
 
 

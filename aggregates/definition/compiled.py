@@ -55,6 +55,7 @@ class CompiledDefinition:
         self.outputs = tuple((k, compile_expression(v)) for k, v in spec.outputs.items())
         self.input_specs = spec.inputs
         self.timeout_ms = spec.timeout_ms
+        self.max_executions = spec.max_executions
 
     def node(self, node_id: str) -> CompiledNode:
         """The node, or a loop's body for an iteration id such as `fanout[3]`."""

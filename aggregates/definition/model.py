@@ -88,3 +88,5 @@ class WorkflowSpec:
     timeout_ms: int | None
     nodes: dict[str, NodeSpec]
     raw: dict[str, Any]
+    # executions of this workflow running at once (all versions); more wait in order
+    max_executions: int | None = None

@@ -27,7 +27,7 @@ from flowlog.aggregates.retry import RetryPolicy
 
 TOP_KEYS = {
     "id", "name", "description", "version", "secrets", "inputs", "outputs",
-    "triggers", "timeout", "defaults", "nodes",
+    "triggers", "timeout", "defaults", "nodes", "concurrency",
 }  # fmt: skip
 COMMON_NODE_KEYS = {"type", "needs", "input", "retry", "timeout", "on_failure", "description"}
 TYPE_KEYS: dict[str, set[str]] = {
@@ -78,6 +78,11 @@ def validate_definition(raw: object) -> tuple[WorkflowSpec | None, list[Validati
     issues.unknown_keys("defaults", defaults, {"retry", "timeout", "on_failure"})
     default_retry = _retry(issues, "defaults.retry", defaults.get("retry"), RetryPolicy())
     default_timeout = issues.duration("defaults.timeout", defaults.get("timeout"))
+    concurrency = issues.mapping("concurrency", raw.get("concurrency"))
+    issues.unknown_keys("concurrency", concurrency, {"max_executions"})
+    max_executions = issues.integer(
+        "concurrency.max_executions", concurrency.get("max_executions"), minimum=1
+    )
     default_policy = issues.choice(
         "defaults.on_failure", defaults.get("on_failure"), FAILURE_POLICIES, "fail"
     )
@@ -112,6 +117,7 @@ def validate_definition(raw: object) -> tuple[WorkflowSpec | None, list[Validati
         timeout_ms=timeout_ms,
         nodes=found.nodes,
         raw=raw,
+        max_executions=max_executions,
     )
     return spec, []
 

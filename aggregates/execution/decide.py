@@ -29,6 +29,7 @@ STALE_TIMER = "stale timer"
 NOT_DEAD_LETTERED = "node not dead-lettered"
 NO_INCIDENT = "no open incident"
 NO_WAITING_NODE = "no node waiting for event"
+NOT_QUEUED = "execution not queued"
 
 
 def decide(
@@ -38,17 +39,21 @@ def decide(
     definition: CompiledDefinition | None,
     *,
     accepting: bool = True,
+    queue: bool | None = None,
 ) -> list[ev.ExecutionEvent]:
     """The events that `input_` causes. Empty for an input already applied.
 
     `definition` is the execution's pinned version (None when it is unknown: a trigger is
     then rejected). `accepting=False` (a paused or archived workflow) rejects a trigger.
     Inputs other than a trigger for an execution that never started give no events.
+    `queue` (flow control): an accepted trigger only queues the execution
+    (`ExecutionQueued`) until `ExecutionAdmitted`; default: when the definition declares
+    `concurrency.max_executions`. The caller passes True for a tenant limit too.
     """
     if input_.event_id in state.applied:
         return []
     if isinstance(input_, inp.TriggerReceived):
-        return _trigger(state, input_, now, definition, accepting)
+        return _trigger(state, input_, now, definition, accepting, queue)
     if state.phase == "pending" or definition is None:
         return []
     d = Decision(state, definition, now, input_.event_id)
@@ -68,6 +73,7 @@ def _trigger(
     now: datetime,
     definition: CompiledDefinition | None,
     accepting: bool,
+    queue: bool | None = None,
 ) -> list[ev.ExecutionEvent]:
     d = Decision(state, definition, now, t.event_id)
     if state.phase != "pending":
@@ -90,12 +96,29 @@ def _trigger(
     if reason is not None:
         d.emit(ev.ExecutionRejected, reason=reason)
         return d.events
-    d.emit(ev.ExecutionStarted, input=values, trigger_source=t.source, dedup_key=t.dedup_key)
+    if queue is None:
+        queue = d.d.max_executions is not None
+    if queue:
+        d.emit(ev.ExecutionQueued, input=values, trigger_source=t.source,
+               dedup_key=t.dedup_key)  # fmt: skip
+        return d.events
+    _start(d, values, t.source, t.dedup_key)
+    return d.events
+
+
+def _start(d: Decision, values: dict[str, Any], source: str, dedup_key: str | None) -> None:
+    d.emit(ev.ExecutionStarted, input=values, trigger_source=source, dedup_key=dedup_key)
     if d.d.timeout_ms is not None:
         d.set_timer("execution_timeout", None, None, d.d.timeout_ms)
     d.start_roots()
     d.settle()
-    return d.events
+
+
+def _admitted(d: Decision, a: inp.ExecutionAdmitted) -> None:
+    w = d.work
+    if w.phase != "queued":
+        return d.ignore(a.event_id, NOT_QUEUED)
+    return _start(d, w.input, w.trigger_source or "manual", w.dedup_key)
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -244,6 +267,7 @@ _HANDLERS: dict[type[inp.Input], Any] = {
     inp.RetryNodeRequested: _retry_node,
     inp.ResumeRequested: _resume,
     inp.EventReceived: _event,
+    inp.ExecutionAdmitted: _admitted,
 }
 
 __all__ = ["check_input", "decide", "split_iteration"]

@@ -38,6 +38,16 @@ class ExecutionStarted(ExecutionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionQueued(ExecutionEvent):
+    """Accepted, but waiting for a free slot (flow control); `ExecutionAdmitted` starts it."""
+
+    event_type: ClassVar[str] = "ExecutionQueued"
+    input: JSON
+    trigger_source: str
+    dedup_key: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionRejected(ExecutionEvent):
     event_type: ClassVar[str] = "ExecutionRejected"
     reason: str
@@ -212,7 +222,7 @@ class ExecutionCancelled(ExecutionEvent):
 EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
     cls.event_type: cls
     for cls in (
-        ExecutionStarted, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,
+        ExecutionStarted, ExecutionQueued, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,
         NodeFailed, NodeRetryScheduled, NodeDeadLettered, NodeSkipped, BranchDecided,
         LoopIterationStarted, LoopIterationCompleted, TimerSet, TimerFired, AgentModelCalled,
         AgentToolCalled, InputIgnored, IncidentRaised, IncidentResolved, ExecutionSucceeded,

@@ -42,6 +42,18 @@ def _started(state: ExecutionState, e: ev.ExecutionStarted) -> None:
     state.started_at = e.occurred_at
 
 
+def _queued(state: ExecutionState, e: ev.ExecutionQueued) -> None:
+    state.execution_id = e.execution_id
+    state.workflow_id = e.workflow_id
+    state.workflow_version = e.workflow_version
+    state.tenant = e.tenant
+    state.correlation_id = e.correlation_id
+    state.phase = "queued"
+    state.input = e.input
+    state.trigger_source = e.trigger_source
+    state.dedup_key = e.dedup_key
+
+
 def _rejected(state: ExecutionState, e: ev.ExecutionRejected) -> None:
     state.execution_id = e.execution_id
     state.workflow_id = e.workflow_id
@@ -179,6 +191,7 @@ def _cancelled(state: ExecutionState, e: ev.ExecutionCancelled) -> None:
 
 _HANDLERS: dict[type[ev.ExecutionEvent], Callable[[ExecutionState, Any], None]] = {
     ev.ExecutionStarted: _started,
+    ev.ExecutionQueued: _queued,
     ev.ExecutionRejected: _rejected,
     ev.NodeScheduled: _scheduled,
     ev.NodeStarted: _node_started,

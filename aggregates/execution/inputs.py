@@ -85,10 +85,15 @@ class EventReceived(Input):
     node_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionAdmitted(Input):
+    """Flow control freed a slot for a queued execution: start it."""
+
+
 INPUT_TYPES: dict[str, type[Input]] = {
     cls.__name__: cls
     for cls in (
         TriggerReceived, NodeResultReported, TimerFired, CancelRequested,
-        RetryNodeRequested, ResumeRequested, EventReceived,
+        RetryNodeRequested, ResumeRequested, EventReceived, ExecutionAdmitted,
     )
 }  # fmt: skip

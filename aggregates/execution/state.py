@@ -44,7 +44,7 @@ class ExecutionState:
     workflow_version: int = 0
     tenant: str = "default"
     correlation_id: str | None = None
-    phase: str = "pending"  # pending, active, succeeded, failed, cancelled, rejected
+    phase: str = "pending"  # pending, queued, active, succeeded, failed, cancelled, rejected
     seq: int = 0
     input: dict[str, Any] = field(default_factory=dict)
     nodes: dict[str, NodeRun] = field(default_factory=dict)
@@ -60,6 +60,9 @@ class ExecutionState:
     usage: dict[str, float] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # the trigger's source and dedup key while queued (flow control), for ExecutionStarted
+    trigger_source: str | None = None
+    dedup_key: str | None = None
 
     def clone(self) -> ExecutionState:
         """A copy whose containers can be changed without touching this one."""
@@ -68,7 +71,7 @@ class ExecutionState:
             self.correlation_id, self.phase, self.seq, self.input, dict(self.nodes),
             self.terminal, dict(self.loops), dict(self.timers), dict(self.incidents),
             set(self.applied), self.output, self.error, self.failed_node, dict(self.usage),
-            self.started_at, self.finished_at,
+            self.started_at, self.finished_at, self.trigger_source, self.dedup_key,
         )  # fmt: skip
 
     @property
@@ -93,7 +96,7 @@ class ExecutionState:
     # --- snapshots ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot; `from_dict(to_dict())` equals the state."""
-        return {
+        out = {
             "v": 1,
             "execution_id": self.execution_id,
             "workflow_id": self.workflow_id,
@@ -119,6 +122,10 @@ class ExecutionState:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
         }
+        if self.phase == "queued" or self.trigger_source is not None:  # flow control only
+            out["trigger_source"] = self.trigger_source
+            out["dedup_key"] = self.dedup_key
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
@@ -146,6 +153,8 @@ class ExecutionState:
             usage=dict(data["usage"]),
             started_at=_from_iso(data["started_at"]),
             finished_at=_from_iso(data["finished_at"]),
+            trigger_source=data.get("trigger_source"),
+            dedup_key=data.get("dedup_key"),
         )
 
 

@@ -27,7 +27,13 @@ from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
 from flowlog.streams import wire
-from flowlog.streams.runtime.kafka import catalog, group_consumer, seek_to_start
+from flowlog.streams.runtime.admission import Admission, Entry
+from flowlog.streams.runtime.kafka import (
+    catalog,
+    group_consumer,
+    partition_of,
+    seek_to_start,
+)
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
@@ -41,6 +47,7 @@ class _Partition:
         self.states: dict[str, ExecutionState] = {}
         self.items: dict[tuple[str, str], Any] = {}  # (execution, loop[i]) -> item
         self.sent: set[tuple[str, str]] = set()  # (execution, timer) fired by this process
+        self.limited: set[str] = set()  # executions under flow control (queued once)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -77,7 +84,17 @@ class Dispatcher:
         self.parts: dict[int, _Partition] = {}
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
+        self.commands_topic = cat.name("commands")
+        self.partitions = cat.topics["commands"].partitions
+        self._admission: Admission | None = None
         self.consumer = group_consumer(settings, "dispatcher", [self.events_topic])
+
+    @property
+    def admission(self) -> Admission:
+        if self._admission is None:
+            self._admission = Admission(self.settings.redis_url, self.settings.topic_prefix,
+                                        self.settings.tenant_max_executions)
+        return self._admission
 
     async def run(self) -> None:
         self.consumer.subscribe([self.events_topic], listener=_Listener(self))
@@ -92,6 +109,8 @@ class Dispatcher:
         finally:
             ticker.cancel()
             await self.consumer.stop()
+            if self._admission is not None:
+                await self._admission.aclose()
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         sends: list[Any] = []
@@ -100,6 +119,7 @@ class Dispatcher:
             part = self.parts.get(tp.partition)
             if part is None:
                 continue
+            touched: dict[str, ExecutionState] = {}
             for msg in msgs:
                 try:
                     events = wire.batch_events(self.codec.decode(msg.value).record)
@@ -109,6 +129,12 @@ class Dispatcher:
                 issue = msg.offset >= part.resume_at
                 for e in events:
                     await self._apply(part, tp.partition, e, issue, sends)
+                    if isinstance(e, dev.ExecutionQueued):
+                        part.limited.add(e.execution_id)
+                    if e.execution_id in part.limited:
+                        touched[e.execution_id] = part.states[e.execution_id]
+            if touched:
+                await self._flow_control(part, touched, sends)
             last = msgs[-1].offset + 1
             if last > part.resume_at:
                 offsets[tp] = OffsetAndMetadata(last, "")
@@ -141,6 +167,34 @@ class Dispatcher:
             part.states[e.execution_id] = _finished_stub(state)
             for key in [k for k in part.items if k[0] == e.execution_id]:
                 del part.items[key]
+
+    async def _flow_control(self, part: _Partition, touched: dict[str, ExecutionState],
+                            sends: list[Any]) -> None:
+        """Queue what waits, release what ended, and admit whoever got a slot."""
+        admitted: list[Entry] = []
+        for execution_id, state in touched.items():
+            entry = Entry(execution_id, state.workflow_id, state.workflow_version, state.tenant)
+            if state.phase == "queued":
+                definition = self.registry.definition(state.workflow_id, state.workflow_version)
+                limit = definition.max_executions if definition is not None else None
+                admitted += await self.admission.enqueue(entry, limit)
+            elif state.finished:
+                admitted += await self.admission.release(entry)
+                part.limited.discard(execution_id)
+        for entry in admitted:
+            self.stats["admitted"] += 1
+            record = {
+                **wire.envelope(
+                    "ExecutionAdmitted",
+                    event_id=wire.derived_id(entry.execution_id, "admitted"),
+                    execution_id=entry.execution_id, workflow_id=entry.workflow_id,
+                    workflow_version=entry.workflow_version, occurred_at=datetime.now(UTC),
+                    correlation_id=None, causation_id=None, tenant=entry.tenant),
+            }
+            value = self.codec.encode("ExecutionAdmitted", record)
+            sends.append(await self.producer.send(
+                self.commands_topic, value=value, key=entry.execution_id.encode(),
+                partition=partition_of(entry.execution_id, self.partitions)))
 
     async def _issue(self, part: _Partition, p: int, e: dev.NodeScheduled) -> Any:
         definition = self.registry.definition(e.workflow_id, e.workflow_version)

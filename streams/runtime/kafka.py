@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.partitioner import DefaultPartitioner
 from flowlog.schemas.topics import TopicCatalog, apply_topics
 
 from flowlog.settings import Settings
@@ -34,6 +35,12 @@ def producer(settings: Settings) -> AIOKafkaProducer:
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
         linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
         max_request_size=16 * 1024 * 1024, request_timeout_ms=30_000)
+
+
+def partition_of(execution_id: str, partitions: int) -> int:
+    """The partition of an execution id (murmur2, as aiokafka, Java and the SDK do)."""
+    ps = list(range(partitions))
+    return int(DefaultPartitioner()(execution_id.encode(), ps, ps))
 
 
 def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any

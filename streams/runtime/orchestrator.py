@@ -167,7 +167,7 @@ class Orchestrator:
                     f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
                     "the record may sit on another execution's partition")
             state = states.get(execution_id) or ExecutionState()
-            definition, accepting, version = None, True, None
+            definition, accepting, version, queue = None, True, None, None
             if name == "TriggerReceived":
                 wid = record["workflow_id"]
                 if wid not in self.registry.workflows:
@@ -175,10 +175,13 @@ class Orchestrator:
                 version = self.registry.resolve(wid, record["workflow_version"])
                 definition = self.registry.definition(wid, version)
                 accepting = self.registry.accepting(wid)
+                if self.settings.tenant_max_executions > 0:
+                    queue = True  # flow control per tenant: every execution is admitted
             elif state.phase != "pending":
                 definition = self.registry.definition(state.workflow_id, state.workflow_version)
             inp = wire.record_to_input(name, record, version)
-            events = decide(state, inp, datetime.now(UTC), definition, accepting=accepting)
+            events = decide(state, inp, datetime.now(UTC), definition, accepting=accepting,
+                            queue=queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
             self.guard._quarantine(msg, bytes(msg.value or b""), exc)

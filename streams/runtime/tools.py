@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 from flowlog.aggregates.definition.parse import parse_text
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.aggregates.errors import DefinitionInvalid
@@ -20,7 +19,7 @@ from flowlog.schemas.events import (
     WorkflowUpdated,
 )
 from flowlog.schemas.sdk import EventProducer
-from flowlog.streams.runtime.kafka import catalog, ensure_topics, seek_to_start
+from flowlog.streams.runtime.kafka import catalog, ensure_topics, partition_of, seek_to_start
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
@@ -91,12 +90,6 @@ def trigger(settings: Settings, workflow_id: str, input_: dict[str, Any], *,
     with EventProducer.from_settings(settings) as producer:
         producer.publish_sync(event)
     return event.execution_id
-
-
-def partition_of(execution_id: str, partitions: int) -> int:
-    """The partition of an execution id (murmur2, as aiokafka, Java and the SDK do)."""
-    ps = list(range(partitions))
-    return int(DefaultPartitioner()(execution_id.encode(), ps, ps))
 
 
 async def history(settings: Settings, execution_id: str, *, follow: bool = False,

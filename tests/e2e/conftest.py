@@ -39,6 +39,20 @@ class Engine:
     async def trigger(self, workflow_id: str, input_: dict[str, Any], **kw: Any) -> str:
         return await asyncio.to_thread(tools.trigger, self.settings, workflow_id, input_, **kw)
 
+    async def trigger_many(self, workflow_ids: list[str]) -> list[str]:
+        """One trigger per workflow id, published in this order in one go."""
+        from flowlog.schemas.events import TriggerReceived
+
+        triggers = [TriggerReceived(workflow_id=w, workflow_version=0, source="manual",
+                                    input={}) for w in workflow_ids]
+
+        def send() -> None:
+            with EventProducer.from_settings(self.settings) as producer:
+                assert producer.publish_many(triggers).ok
+
+        await asyncio.to_thread(send)
+        return [t.execution_id for t in triggers]
+
     async def run(self, workflow_id: str, input_: dict[str, Any], within: float = 60.0,
                   **kw: Any) -> list[dict[str, Any]]:
         """Trigger and wait for the terminal event; returns every event of the execution."""
