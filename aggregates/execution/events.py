@@ -222,7 +222,8 @@ class ExecutionCancelled(ExecutionEvent):
 EVENT_TYPES: dict[str, type[ExecutionEvent]] = {
     cls.event_type: cls
     for cls in (
-        ExecutionStarted, ExecutionQueued, ExecutionRejected, NodeScheduled, NodeStarted, NodeSucceeded,
+        ExecutionStarted, ExecutionQueued, ExecutionRejected, NodeScheduled, NodeStarted,
+        NodeSucceeded,
         NodeFailed, NodeRetryScheduled, NodeDeadLettered, NodeSkipped, BranchDecided,
         LoopIterationStarted, LoopIterationCompleted, TimerSet, TimerFired, AgentModelCalled,
         AgentToolCalled, InputIgnored, IncidentRaised, IncidentResolved, ExecutionSucceeded,
