@@ -101,6 +101,7 @@ class Executor:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.stats: Counter[str] = Counter()
         self.revoke_grace_s = 5.0
+        self.fatal: BaseException | None = None  # a result that could not be published
         self.consumer = group_consumer(settings, "executor", [self.tasks_topic])
 
     async def run(self) -> None:
@@ -108,6 +109,9 @@ class Executor:
         await self.consumer.start()
         try:
             while True:
+                if self.fatal is not None:  # stop: a restart redelivers the unreported task
+                    raise RuntimeError("executor: a result could not be published") from (
+                        self.fatal)
                 batches = await self.consumer.getmany(timeout_ms=200)
                 for tp, msgs in batches.items():
                     part = self.parts.get(tp.partition)
@@ -182,9 +186,16 @@ class Executor:
                 "tool_calls": list(outcome.tool_calls or []),
             }
             value = self.codec.encode("NodeResultReported", record)
-            await self.producer.send_and_wait(self.results_topic, value=value,
-                                              key=task.execution_id.encode(),
-                                              partition=partition)
+            for attempt in range(3):
+                try:
+                    await self.producer.send_and_wait(self.results_topic, value=value,
+                                                      key=task.execution_id.encode(),
+                                                      partition=partition)
+                    break
+                except Exception:
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.5 * (attempt + 1))
             self.finished[task.task_key] = value
             while len(self.finished) > self.settings.executor_result_cache:
                 self.finished.popitem(last=False)
@@ -192,11 +203,12 @@ class Executor:
             part.running.discard(offset)  # only now may the offset be committed
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # not published: keep the offset uncommitted, so the task runs again after a
-            # restart; this process will not retry it by itself
+        except Exception as exc:
+            # not published: the offset stays uncommitted and the role stops, so a restart
+            # (or another executor) runs the task again with the same task key
             log.exception("executor: task %s could not be reported", task.task_key)
             self.stats["report_failed"] += 1
+            self.fatal = exc
         finally:
             self.running.pop(task.task_key, None)
             self.sem.release()
