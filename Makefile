@@ -44,6 +44,7 @@ run: up
 
 bench: up
 	$(PYTHON) benchmarks/bench_kafka.py
+	$(PYTHON) benchmarks/bench_engine.py $(BENCH_ARGS)
 
 clean: down
 	rm -rf .state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowlog.cli import contract, engine, services, workflows
+from flowlog.cli import bench, contract, engine, services, workflows
 
 app = typer.Typer(
     name="flowlog",
@@ -16,6 +16,7 @@ services.register(app)
 contract.register(app)
 workflows.register(app)
 engine.register(app)
+bench.register(app)
 
 
 def main() -> None:
