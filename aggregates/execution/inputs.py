@@ -1,8 +1,9 @@
 """The orchestrator's inputs (docs/events.md "Inputs"), as the domain sees them.
 
-The streams layer decodes the Avro records and builds these; the domain never imports
-`flowlog.schemas`. Every input has an `event_id`: the aggregate remembers the ids it has
-applied (causation ids), so a redelivered input yields no events.
+The streams layer decodes the Avro records and builds these (`flowlog.streams.wire`); the
+domain imports nothing of `flowlog.schemas` but its ids. Every input has an `event_id`:
+the aggregate remembers the ids it has applied (causation ids), so a redelivered input
+yields no events.
 """
 
 from __future__ import annotations
