@@ -147,6 +147,12 @@ class DecodeGuard:
         self.stats["accepted"] += 1
         return Accepted(decoded.name, decoded.record, event, decoded.writer_version)
 
+    def quarantine(self, msg: Any, exc: Exception) -> None:
+        """Quarantine a record that decoded but could not be handled (with `exc` as the
+        reason); call `flush` before committing its offset."""
+        value = _field(msg, "value")
+        self._quarantine(msg, bytes(value) if value is not None else b"", exc)
+
     def _quarantine(self, msg: Any, raw: bytes, exc: Exception) -> None:
         now = datetime.now(UTC)
         topic = str(_field(msg, "topic"))

@@ -112,7 +112,8 @@ class Executor:
                 if self.fatal is not None:  # stop: a restart redelivers the unreported task
                     raise RuntimeError("executor: a result could not be published") from (
                         self.fatal)
-                batches = await self.consumer.getmany(timeout_ms=200)
+                batches = await self.consumer.getmany(timeout_ms=200,
+                                                      max_records=self._admit_window())
                 for tp, msgs in batches.items():
                     part = self.parts.get(tp.partition)
                     if part is None:
@@ -124,6 +125,25 @@ class Executor:
             for task in list(self.running.values()):
                 task.cancel()
             await self.consumer.stop()
+
+    def _admit_window(self) -> int:
+        """How many tasks the next poll may return: the free slots.
+
+        With every slot busy the assigned partitions are paused rather than the loop
+        blocking on the semaphore: polling goes on (an empty poll keeps the consumer in its
+        group, so tasks longer than `max.poll.interval.ms` do not cause a rebalance) and
+        nothing is fetched until a slot frees up.
+        """
+        free = self.settings.executor_max_inflight - len(self.running)
+        assigned = self.consumer.assignment()
+        if free <= 0:
+            if assigned:
+                self.consumer.pause(*assigned)
+            return 1
+        paused = self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
+        return free
 
     async def commit(self, tps: list[TopicPartition]) -> None:
         offsets = {}
@@ -144,8 +164,7 @@ class Executor:
         accepted = self.guard.decode(msg)
         if accepted is None or not isinstance(accepted.event, NodeTaskIssued):
             if accepted is not None:
-                self.guard._quarantine(msg, bytes(msg.value or b""),
-                                       wire.WireError(f"{accepted.name} is not a node task"))
+                self.guard.quarantine(msg, wire.WireError(f"{accepted.name} is not a node task"))
             await asyncio.to_thread(self.guard.flush)
             self.stats["quarantined"] += 1
             return

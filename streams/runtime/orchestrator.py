@@ -184,7 +184,7 @@ class Orchestrator:
                             queue=queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
-            self.guard._quarantine(msg, bytes(msg.value or b""), exc)
+            self.guard.quarantine(msg, exc)
             self.stats["quarantined"] += 1
             return None
         if not events:
