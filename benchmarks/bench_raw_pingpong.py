@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,14 @@ LAST = "E"
 TOPICS = ("triggers", "results", "events", "tasks")
 GROUP_TOPICS = {"orchestrator": ("triggers", "results"), "dispatcher": ("events",),
                 "executor": ("tasks",)}
+#: worker knobs (environment, so `bench_engine.py --target raw --env K=V` sets them):
+#: BENCH_RAW_LINGER_MS (default 2, the engine's), BENCH_RAW_LOOP `blocking` (the engine's
+#: loop: wait for the acks, then commit, then poll again) or `pipelined` (poll again at once;
+#: a second task waits for each batch's acks in order and marks its offsets safe; a third
+#: commits the safe offsets every BENCH_RAW_COMMIT_MS, default 100).
+LINGER_MS = int(os.environ.get("BENCH_RAW_LINGER_MS", "2"))
+LOOP = os.environ.get("BENCH_RAW_LOOP", "blocking")
+COMMIT_S = int(os.environ.get("BENCH_RAW_COMMIT_MS", "100")) / 1000
 ROLE_GROUP = {"orchestrator": "orchestrator", "timers": "dispatcher", "executor": "executor"}
 
 
@@ -52,7 +61,7 @@ def _producer(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                            linger_ms=2, max_batch_size=1_048_576)
+                            linger_ms=LINGER_MS, max_batch_size=1_048_576)
 
 
 def _consumer(bootstrap: str, group: str, topics: list[str]) -> Any:
@@ -73,6 +82,25 @@ async def _loop(bootstrap: str, prefix: str, role: str, producer: Any) -> None:
     results_topic = prefix + "results"
     events, tasks, results = prefix + "events", prefix + "tasks", results_topic
     state: dict[str, tuple[set[str], set[str]]] = {}  # exec -> (done, scheduled)
+    acked: asyncio.Queue[tuple[list[Any], dict[Any, Any]]] = asyncio.Queue()
+    safe: dict[Any, Any] = {}
+
+    async def await_acks() -> None:  # pipelined: in order, batch by batch
+        while True:
+            sends, offsets = await acked.get()
+            await asyncio.gather(*sends)
+            safe.update(offsets)
+
+    async def commit_safe() -> None:
+        while True:
+            await asyncio.sleep(COMMIT_S)
+            if safe:
+                offsets = dict(safe)
+                safe.clear()
+                await consumer.commit(offsets)
+
+    helpers = [asyncio.create_task(await_acks()), asyncio.create_task(commit_safe())] \
+        if LOOP == "pipelined" else []
     await consumer.start()
     try:
         while True:
@@ -111,10 +139,15 @@ async def _loop(bootstrap: str, prefix: str, role: str, producer: Any) -> None:
                         sends.append(await producer.send(
                             results, b"R|" + eid + b"|" + arg, key=msg.key, partition=p))
                 offsets[tp] = OffsetAndMetadata(msgs[-1].offset + 1, "")
+            if helpers:
+                acked.put_nowait((sends, offsets))
+                continue
             if sends:
                 await asyncio.gather(*sends)
             await consumer.commit(offsets)
     finally:
+        for task in helpers:
+            task.cancel()
         await consumer.stop()
 
 
