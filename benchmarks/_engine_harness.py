@@ -129,6 +129,10 @@ def make_target(name: str, partitions: int, worker_script: str | None = None) ->
         from bench_raw_pingpong import RawTarget
 
         return RawTarget(partitions)
+    if name == "faust":
+        from bench_faust_pingpong import FaustTarget
+
+        return FaustTarget(partitions)
     return EngineTarget(partitions, worker_script)
 
 

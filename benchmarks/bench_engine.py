@@ -7,6 +7,7 @@ an executor), and trigger-to-completion latency at half the highest sustainable 
     python benchmarks/bench_engine.py --rates 100,200 --duration 10 --latency-runs 1
     python benchmarks/bench_engine.py --profile        # + py-spy per role at the max rate
     python benchmarks/bench_engine.py --target raw     # the raw aiokafka ping-pong instead
+    python benchmarks/bench_engine.py --target faust   # the same ping-pong as Faust agents
 
 Needs the local broker (`make up`). Method (docs/benchmarks.md):
 
@@ -28,8 +29,8 @@ Needs the local broker (`make up`). Method (docs/benchmarks.md):
   between the last sustainable and the first not. Latency: --latency-runs runs at half the
   highest sustainable rate; the figures are the medians of the runs' p50/p99/max.
 
-Prints tables; writes benchmarks/results/engine.json (engine-raw-pingpong.json for --target
-raw, engine-profile.json for --profile).
+Prints tables; writes benchmarks/results/engine.json (engine-raw-pingpong.json and
+engine-faust-pingpong.json for the other targets, engine-profile.json for --profile).
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ from flowlog.settings import REPO_ROOT, Settings
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 DEFAULT_RATES = {"engine": [100, 200, 300, 400, 500, 600, 700, 800, 1000, 1250, 1500, 2000],
-                 "raw": [1000, 2000, 3000, 4000, 5000, 6000, 8000]}
+                 "raw": [1000, 2000, 3000, 4000, 5000, 6000, 8000],
+                 "faust": [100, 200, 300, 400, 500, 600, 800, 1000]}
 QUICK_RATES = {"engine": [100, 200, 400, 600, 800, 1000, 1500],
-               "raw": [1000, 2000, 4000, 6000, 8000]}
+               "raw": [1000, 2000, 4000, 6000, 8000],
+               "faust": [100, 200, 400, 600, 800, 1000]}
 RECORDS_PER_EXECUTION = 17  # see docs/benchmarks.md
 
 
@@ -168,7 +171,9 @@ def code_state() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", choices=["engine", "raw"], default="engine")
+    ap.add_argument("--target", choices=["engine", "raw", "faust"], default="engine",
+                    help="the engine, or the 5-node ping-pong on raw aiokafka or as Faust "
+                    "agents (bench_raw_pingpong.py, bench_faust_pingpong.py)")
     ap.add_argument("--quick", action="store_true",
                     help="shorter: 8 s windows, coarser rates, no refine, 1 latency run")
     ap.add_argument("--rates", help="comma-separated rates to step through (executions/s)")
@@ -264,10 +269,11 @@ def main(argv: list[str] | None = None) -> None:
     figures["bench_wall_s"] = round(time.monotonic() - t_begin, 1)
     show_summary(figures, steps, lat_steps)
     if not args.no_write:
-        name = "engine" if args.target == "engine" else "engine-raw-pingpong"
+        name = {"engine": "engine", "raw": "engine-raw-pingpong",
+                "faust": "engine-faust-pingpong"}[args.target]
         console.print(f"written to {write_results(name, figures)}")
         if profile:
-            pname = "engine-profile" if args.target == "engine" else "engine-raw-profile"
+            pname = "engine-profile" if args.target == "engine" else f"engine-{args.target}-profile"
             console.print(f"written to {write_results(pname, profile)}")
 
 
