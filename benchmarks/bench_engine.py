@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_write:
         name = {"engine": "engine", "raw": "engine-raw-pingpong",
                 "faust": "engine-faust-pingpong"}[args.target]
+        if args.rates or args.latency_rate or args.duration or args.latency_runs is not None:
+            name += "-custom"  # a partial run does not replace the full run's figures
         console.print(f"written to {write_results(name, figures)}")
         if profile:
             pname = "engine-profile" if args.target == "engine" else f"engine-{args.target}-profile"
