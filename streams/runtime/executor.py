@@ -97,6 +97,7 @@ class Executor:
         self.results_topic = cat.name("node-results")
         self.parts: dict[int, _Partition] = {}
         self.sem = asyncio.Semaphore(settings.executor_max_inflight)
+        self.slot_freed = asyncio.Event()
         self.finished: OrderedDict[str, bytes] = OrderedDict()  # task key -> result record
         self.running: dict[str, asyncio.Task[None]] = {}
         self.stats: Counter[str] = Counter()
@@ -112,8 +113,19 @@ class Executor:
                 if self.fatal is not None:  # stop: a restart redelivers the unreported task
                     raise RuntimeError("executor: a result could not be published") from (
                         self.fatal)
-                batches = await self.consumer.getmany(timeout_ms=200,
-                                                      max_records=self._admit_window())
+                free = self._admit_window()
+                if free == 0:
+                    # Every slot busy: wait for one to free up (not for a poll of paused
+                    # partitions, which would sleep its whole timeout), but poll at least
+                    # once a second so the group keeps us.
+                    self.slot_freed.clear()
+                    try:
+                        await asyncio.wait_for(self.slot_freed.wait(), timeout=1.0)
+                    except TimeoutError:
+                        pass
+                    free = self._admit_window()
+                batches = await self.consumer.getmany(timeout_ms=200 if free else 0,
+                                                      max_records=max(free, 1))
                 for tp, msgs in batches.items():
                     part = self.parts.get(tp.partition)
                     if part is None:
@@ -129,7 +141,7 @@ class Executor:
     def _admit_window(self) -> int:
         """How many tasks the next poll may return: the free slots.
 
-        With every slot busy the assigned partitions are paused rather than the loop
+        With every slot busy (0) the assigned partitions are paused rather than the loop
         blocking on the semaphore: polling goes on (an empty poll keeps the consumer in its
         group, so tasks longer than `max.poll.interval.ms` do not cause a rebalance) and
         nothing is fetched until a slot frees up.
@@ -139,7 +151,7 @@ class Executor:
         if free <= 0:
             if assigned:
                 self.consumer.pause(*assigned)
-            return 1
+            return 0
         paused = self.consumer.paused()
         if paused:
             self.consumer.resume(*paused)
@@ -231,3 +243,4 @@ class Executor:
         finally:
             self.running.pop(task.task_key, None)
             self.sem.release()
+            self.slot_freed.set()

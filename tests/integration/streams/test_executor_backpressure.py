@@ -70,9 +70,10 @@ async def test_busy_executor_pauses_and_keeps_polling(kafka_bootstrap: str,
             await asyncio.sleep(0.1)
         assert runner.started == [tasks[0].task_key]
         before = polls
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         assert runner.started == [tasks[0].task_key]  # one slot: nothing else fetched
-        assert polls - before >= 3 and paused_polls >= 3  # polling went on, paused
+        # polling went on (about once a second while waiting for a slot), paused
+        assert polls - before >= 2 and paused_polls >= 2
         runner.gate.set()
         for _ in range(300):
             if len(runner.started) == 3 and not executor.running \
