@@ -273,9 +273,13 @@ def main(argv: list[str] | None = None) -> None:
                 "faust": "engine-faust-pingpong"}[args.target]
         if args.rates or args.latency_rate or args.duration or args.latency_runs is not None:
             name += "-custom"  # a partial run does not replace the full run's figures
+        elif quick:
+            name += "-quick"
         console.print(f"written to {write_results(name, figures)}")
         if profile:
             pname = "engine-profile" if args.target == "engine" else f"engine-{args.target}-profile"
+            if name.endswith(("-custom", "-quick")):
+                pname += "-" + name.rsplit("-", 1)[1]
             console.print(f"written to {write_results(pname, profile)}")
 
 
