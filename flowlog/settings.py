@@ -146,7 +146,7 @@ class Settings(BaseSettings):
 
     # --- the engine (streams/runtime) ---
     producer_linger_ms: int = Field(
-        2, description="Engine producers wait this long to batch records (latency vs. batching)."
+        0, description="Engine producers wait this long to batch records (latency vs. batching)."
     )
     max_poll_records: int = Field(
         500, description="Records per poll of the engine's consumers (one decision batch)."

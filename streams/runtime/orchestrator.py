@@ -64,7 +64,9 @@ class Orchestrator:
         self.follower = follower
         self.registry = follower.registry
         self.producer = producer
-        self.guard = guard or DecodeGuard.from_settings(settings)
+        # No pydantic on the hot path: the Avro decode already enforces the types, and
+        # wire.record_to_input checks the fields the domain uses (a bad one is quarantined).
+        self.guard = guard or DecodeGuard.from_settings(settings, validate=False)
         self.codec = self.guard.codec
         cat = catalog(settings)
         self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
