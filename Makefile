@@ -33,7 +33,7 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy flowlog schemas aggregates streams projections api infra
 
-test: up
+test: up lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
