@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench_raw_pingpong import LAST, ROLE_GROUP, RawTarget, ready
+from bench_raw_pingpong import ROLE_GROUP, RawTarget, orchestrate
 
 
 def build_app(bootstrap: str, prefix: str, role: str) -> Any:
@@ -45,22 +44,9 @@ def build_app(bootstrap: str, prefix: str, role: str) -> Any:
         @app.agent(app.topic(prefix + "triggers", prefix + "results"), concurrency=1)
         async def orchestrator(stream: Any) -> None:
             async for event in stream.events():
-                kind, eid, arg = event.value.split(b"|", 2)
-                if kind == b"T":
-                    done, sched = state[eid.decode()] = (set(), set())
-                else:
-                    entry = state.get(eid.decode())
-                    if entry is None:
-                        continue
-                    done, sched = entry
-                    done.add(arg.decode())
-                if LAST in done:
-                    del state[eid.decode()]
-                    out = b"D|" + eid + b"|" + repr(time.time()).encode()
-                else:
-                    new = ready(done, sched)
-                    sched.update(new)
-                    out = b"S|" + eid + b"|" + ",".join(new).encode()
+                out = orchestrate(state, *event.value.split(b"|", 2))
+                if out is None:
+                    continue
                 await events.send(key=event.key, value=out,
                                   partition=event.message.partition)
 

@@ -55,6 +55,26 @@ def ready(done: set[str], scheduled: set[str]) -> list[str]:
             if n not in scheduled and all(d in done for d in needs)]
 
 
+def orchestrate(state: dict[str, tuple[set[str], set[str]]], kind: bytes, eid: bytes,
+                arg: bytes) -> bytes | None:
+    """The orchestrator's step for one trigger (`T`) or result: the `events` record to
+    write, or None for a result of an execution already finished."""
+    if kind == b"T":
+        done, sched = state[eid.decode()] = (set(), set())
+    else:
+        entry = state.get(eid.decode())
+        if entry is None:
+            return None
+        done, sched = entry
+        done.add(arg.decode())
+    if LAST in done:
+        del state[eid.decode()]
+        return b"D|" + eid + b"|" + repr(time.time()).encode()
+    new = ready(done, sched)
+    sched.update(new)
+    return b"S|" + eid + b"|" + ",".join(new).encode()
+
+
 # --- the roles (run as `bench_raw_pingpong.py worker ROLE --prefix P`) ----------------------
 
 def _producer(bootstrap: str) -> Any:
@@ -114,21 +134,9 @@ async def _loop(bootstrap: str, prefix: str, role: str, producer: Any) -> None:
                 for msg in msgs:
                     kind, eid, arg = msg.value.split(b"|", 2)
                     if role == "orchestrator":
-                        if kind == b"T":
-                            done, sched = state[eid.decode()] = (set(), set())
-                        else:
-                            entry = state.get(eid.decode())
-                            if entry is None:
-                                continue  # a duplicate after the end
-                            done, sched = entry
-                            done.add(arg.decode())
-                        if LAST in done:
-                            del state[eid.decode()]
-                            out = b"D|" + eid + b"|" + repr(time.time()).encode()
-                        else:
-                            new = ready(done, sched)
-                            sched.update(new)
-                            out = b"S|" + eid + b"|" + ",".join(new).encode()
+                        out = orchestrate(state, kind, eid, arg)
+                        if out is None:
+                            continue  # a duplicate after the end
                         sends.append(await producer.send(events, out, key=msg.key, partition=p))
                     elif role == "timers":
                         if kind == b"S" and arg:
