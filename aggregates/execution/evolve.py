@@ -31,23 +31,24 @@ def _attempt(state: ExecutionState, node_id: str) -> int:
     return run.attempt if run is not None else 0
 
 
-def _started(state: ExecutionState, e: ev.ExecutionStarted) -> None:
+def _identify(state: ExecutionState, e: ev.ExecutionEvent) -> None:
+    """The envelope fields an execution takes from its first event."""
     state.execution_id = e.execution_id
     state.workflow_id = e.workflow_id
     state.workflow_version = e.workflow_version
     state.tenant = e.tenant
     state.correlation_id = e.correlation_id
+
+
+def _started(state: ExecutionState, e: ev.ExecutionStarted) -> None:
+    _identify(state, e)
     state.phase = "active"
     state.input = e.input
     state.started_at = e.occurred_at
 
 
 def _queued(state: ExecutionState, e: ev.ExecutionQueued) -> None:
-    state.execution_id = e.execution_id
-    state.workflow_id = e.workflow_id
-    state.workflow_version = e.workflow_version
-    state.tenant = e.tenant
-    state.correlation_id = e.correlation_id
+    _identify(state, e)
     state.phase = "queued"
     state.input = e.input
     state.trigger_source = e.trigger_source
@@ -55,11 +56,7 @@ def _queued(state: ExecutionState, e: ev.ExecutionQueued) -> None:
 
 
 def _rejected(state: ExecutionState, e: ev.ExecutionRejected) -> None:
-    state.execution_id = e.execution_id
-    state.workflow_id = e.workflow_id
-    state.workflow_version = e.workflow_version
-    state.tenant = e.tenant
-    state.correlation_id = e.correlation_id
+    _identify(state, e)
     state.phase = "rejected"
     state.error = {"type": "Rejected", "message": e.reason}
     state.finished_at = e.occurred_at
