@@ -13,20 +13,24 @@ help:
 	@echo "make bench   - the benchmark scripts (figures to benchmarks/results/)"
 	@echo "make lint    - ruff and mypy"
 
+# The stamp alone is not trusted: a machine can keep the checkout but lose site-packages.
 $(STAMP): pyproject.toml
 	@mkdir -p .cache
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
+	@$(PYTHON) -c 'import flowlog.infra.services.manager, faust, pytest' 2>/dev/null || \
+	  { echo "flowlog is not importable by $(PYTHON): installing"; \
+	    $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]' && touch $(STAMP); }
 
 up: install
 	$(SVC) up
 
-down:
+down: install
 	$(SVC) down
 
-status:
+status: install
 	$(SVC) status
 
 lint: install

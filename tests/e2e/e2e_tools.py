@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 from flowlog.streams.executors.errors import NonRetryable, Retryable
@@ -114,6 +116,21 @@ class Recorded(_Tool):
     name = "recorded"
 
 
-TOOLS = [CrmEnrich, SendQuote, CreateOrder, ProviderA, ProviderB, ProviderC,
+class Gate(BaseTool):
+    """Holds until the file named by `open_when` exists: a test decides when a node ends,
+    instead of guessing with a sleep how long the machine needs for the rest."""
+
+    name = "gate"
+    Input = _Any
+    description = "waits for a file"
+
+    async def run(self, input: Any, ctx: ToolContext) -> Any:
+        path = Path(str((input.model_extra or {})["open_when"]))
+        while not path.exists():  # noqa: ASYNC110 (a poll of the file system is the point)
+            await asyncio.sleep(0.02)
+        return {"opened": str(path)}
+
+
+TOOLS = [Gate, CrmEnrich, SendQuote, CreateOrder, ProviderA, ProviderB, ProviderC,
          RefundEligibility, CreateIssue, MarkNotified, LookupCustomer, SearchKb, Flaky,
          Recorded]

@@ -71,25 +71,40 @@ async def test_tenant_limit_across_workflows(make_engine: Any, tmp_path: Path,
     assert _max_overlap(histories) == 1
 
 
+GATED = """
+id: {id}
+concurrency: {{max_executions: 1}}
+nodes:
+  work: {{type: tool, tool: gate, input: {{open_when: "'{gate}'"}}, timeout: 60s}}
+"""
+
+
 async def test_cancel_a_queued_execution_frees_nothing_and_starts_nothing(
         make_engine: Any, tmp_path: Path, redis_url: str) -> None:
     from flowlog.schemas.events import CancelRequested
 
+    gate = tmp_path / "open"  # the first execution holds its slot until this file exists
     engine: Engine = await make_engine()
     try:
         path = tmp_path / "one.yaml"
-        path.write_text(LIMITED.format(id="one", limit=1).replace('"1"', '"2"'))
+        path.write_text(GATED.format(id="one", gate=gate))
         await engine.apply(path)
         first = await engine.trigger("one", {})
         await engine.until(first, "ExecutionStarted")
         second = await engine.trigger("one", {})
         third = await engine.trigger("one", {})
         await engine.until(second, "ExecutionQueued")
+        await engine.until(third, "ExecutionQueued")
         await engine.command(CancelRequested, second, "one", reason="not needed")
         cancelled = await engine.wait(second)
+        await asyncio.sleep(0.5)  # time for a wrongly freed slot to start the third
+        third_before = await engine.until(third, "ExecutionQueued")
+        gate.touch()
         done = await engine.wait(third, within=60)
         assert (await engine.wait(first))[-1]["event_type"] == "ExecutionSucceeded"
     finally:
+        gate.touch()
         await engine.worker.stop()
     assert [e["event_type"] for e in cancelled] == ["ExecutionQueued", "ExecutionCancelled"]
+    assert [e["event_type"] for e in third_before] == ["ExecutionQueued"]
     assert done[-1]["event_type"] == "ExecutionSucceeded"
