@@ -1,28 +1,42 @@
 """The dispatcher (`timers` role): node tasks and due timers, derived from execution-events.
 
-It folds execution-events with the aggregate's own `evolve`, so the armed timers are
-exactly `state.timers` of each unfinished execution. On assignment it re-reads the
-partition from the beginning (that rebuilds the timers) and issues node tasks only for
-`NodeScheduled` events at or after the committed offset (the ones before were issued).
-Tasks are produced, acknowledged, then the offset is committed: at-least-once. A due timer
-is sent once per process as a `TimerFired` input with an id derived from (execution,
-timer), so a re-sent timer is a duplicate the orchestrator drops.
+It keeps only what its two jobs need, per unfinished execution: the envelope fields of a
+`TimerFired` or flow-control entry, the last applied seq, the armed timers (mirroring
+`state.timers` of the aggregate's `evolve`, checked against it by
+tests/unit/streams/test_dispatcher_fold.py), loop items, and the attempt of each loop
+iteration (the one thing `evolve` reads to disarm a timer). Events are read from the
+decoded batch records as they are: no domain objects, no full `ExecutionState` fold.
+A finished execution is dropped (only its id is remembered, in a bounded list), so memory
+follows unfinished executions, not history. Armed timers sit in a heap by due time per
+partition; a cancelled, fired or finished one is skipped when it reaches the top (lazy
+deletion), and the heap is compacted when stale entries outnumber live ones.
+
+On assignment it re-reads the partition from the beginning (that rebuilds the timers) and
+issues node tasks only for `NodeScheduled` events at or after the committed offset (the
+ones before were issued). Tasks are produced, acknowledged, then the offset is committed:
+at-least-once. A due timer is sent once per process (per arming) as a `TimerFired` input
+with an id derived from (execution, timer), so a re-sent timer is a duplicate the
+orchestrator drops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
-from flowlog.aggregates.execution import ExecutionState, evolve
+from flowlog.aggregates.definition.compiled import CompiledDefinition, split_iteration
 from flowlog.aggregates.execution import events as dev
+from flowlog.aggregates.execution.state import FINISHED_PHASES
 from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
@@ -40,14 +54,77 @@ from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Finished execution ids remembered per partition, so a late re-written event of one is
+#: recognised (not reported as a gap, not started again). Bounded: memory follows
+#: unfinished executions.
+FINISHED_MEMORY = 10_000
+_KNOWN = frozenset(dev.EVENT_TYPES)
+#: A timer as the aggregate keeps it, plus the arming's heap sequence number:
+#: (kind, node_id, attempt, due_at, n). A heap entry is live while the execution's timer
+#: under its id is this very tuple.
+Timer = tuple[str, "str | None", "int | None", datetime, int]
+
+
+class _Exec:
+    """What the dispatcher keeps of one unfinished execution."""
+
+    __slots__ = ("correlation_id", "items", "iters", "phase", "seq", "tenant", "timers",
+                 "workflow_id", "workflow_version")
+
+    def __init__(self) -> None:
+        self.workflow_id = ""
+        self.workflow_version = 0
+        self.tenant = "default"
+        self.correlation_id: str | None = None
+        self.phase = "pending"
+        self.seq = 0
+        self.timers: dict[str, Timer] = {}
+        self.items: dict[str, Any] | None = None  # loop iteration id -> item
+        # loop iteration id -> (attempt, terminal): what `evolve` reads to disarm a timer
+        self.iters: dict[str, tuple[int, bool]] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
+
+    def identify(self, r: dict[str, Any]) -> None:
+        self.workflow_id = r["workflow_id"]
+        self.workflow_version = r["workflow_version"]
+        self.tenant = r["tenant"]
+        self.correlation_id = r["correlation_id"]
+
+    def run(self, node_id: str, attempt: int, terminal: bool) -> None:
+        if "[" in node_id:  # only loop iterations are ever read back
+            if self.iters is None:
+                self.iters = {}
+            self.iters[node_id] = (attempt, terminal)
+
 
 class _Partition:
     def __init__(self, resume_at: int) -> None:
         self.resume_at = resume_at  # committed offset: tasks before it were issued
-        self.states: dict[str, ExecutionState] = {}
-        self.items: dict[tuple[str, str], Any] = {}  # (execution, loop[i]) -> item
-        self.sent: set[tuple[str, str]] = set()  # (execution, timer) fired by this process
+        self.execs: dict[str, _Exec] = {}  # unfinished executions
+        self.done: OrderedDict[str, None] = OrderedDict()  # recently finished (bounded)
+        # armed timers by due time: (due timestamp, n, execution id, timer id, timer)
+        self.heap: list[tuple[float, int, str, str, Timer]] = []
+        self.compact_at = 1024
         self.limited: set[str] = set()  # executions under flow control (queued once)
+
+    def finish(self, execution_id: str) -> None:
+        self.execs.pop(execution_id, None)
+        self.done[execution_id] = None
+        if len(self.done) > FINISHED_MEMORY:
+            self.done.popitem(last=False)
+
+    def live(self, entry: tuple[float, int, str, str, Timer]) -> bool:
+        x = self.execs.get(entry[2])
+        return x is not None and x.timers.get(entry[3]) is entry[4]
+
+    def compact(self) -> None:
+        """Drop heap entries of timers no longer armed (cancelled, fired, finished)."""
+        self.heap = [h for h in self.heap if self.live(h)]
+        heapq.heapify(self.heap)
+        self.compact_at = max(1024, 2 * len(self.heap))
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -82,6 +159,9 @@ class Dispatcher:
         self.results_topic = cat.name("node-results")
         self.timers_topic = cat.name("timers")
         self.parts: dict[int, _Partition] = {}
+        self._arming = itertools.count()
+        # (workflow, version, node) -> (definition, static config JSON or None, timeout)
+        self._configs: dict[tuple[str, int, str], tuple[CompiledDefinition, str | None, int]] = {}
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
         self.commands_topic = cat.name("commands")
@@ -119,22 +199,30 @@ class Dispatcher:
             part = self.parts.get(tp.partition)
             if part is None:
                 continue
-            touched: dict[str, ExecutionState] = {}
+            touched: dict[str, _Exec] = {}
             for msg in msgs:
                 try:
-                    events = wire.batch_events(self.codec.decode(msg.value).record)
+                    events = self.codec.decode(msg.value).record["events"]
+                    for r in events:
+                        if r["event_type"] not in _KNOWN:
+                            raise wire.WireError(f"{r['event_type']} is not an execution event")
                 except Exception:
                     log.exception("unreadable execution-events record %s@%s", tp, msg.offset)
                     continue
                 issue = msg.offset >= part.resume_at
-                for e in events:
-                    await self._apply(part, tp.partition, e, issue, sends)
-                    if isinstance(e, dev.ExecutionQueued):
-                        part.limited.add(e.execution_id)
-                    if e.execution_id in part.limited:
-                        touched[e.execution_id] = part.states[e.execution_id]
+                for r in events:
+                    x = await self._apply(part, tp.partition, r, issue, sends)
+                    if x is None:
+                        continue
+                    execution_id = r["execution_id"]
+                    if r["event_type"] == "ExecutionQueued":
+                        part.limited.add(execution_id)
+                    if execution_id in part.limited:
+                        touched[execution_id] = x
             if touched:
                 await self._flow_control(part, touched, sends)
+            if len(part.heap) > part.compact_at:
+                part.compact()
             last = msgs[-1].offset + 1
             if last > part.resume_at:
                 offsets[tp] = OffsetAndMetadata(last, "")
@@ -147,28 +235,98 @@ class Dispatcher:
             except (CommitFailedError, IllegalStateError) as exc:
                 log.warning("dispatcher: commit failed: %s", exc)
 
-    async def _apply(self, part: _Partition, p: int, e: dev.ExecutionEvent, issue: bool,
-                     sends: list[Any]) -> None:
-        state = part.states.get(e.execution_id)
-        if state is None:
-            state = part.states[e.execution_id] = ExecutionState()
-        if e.seq <= state.seq:
-            return  # a re-written event already applied
-        if e.seq != state.seq + 1:
-            log.error("dispatcher: gap in %s: seq %s after %s", e.execution_id, e.seq, state.seq)
-            return
-        evolve(state, e)
-        if isinstance(e, dev.LoopIterationStarted):
-            part.items[(e.execution_id, f"{e.node_id}[{e.index}]")] = e.item
-        elif isinstance(e, dev.NodeScheduled) and issue:
-            sends.append(await self._issue(part, p, e))
-        if state.finished:
-            # keep a stub so late duplicates are recognised; drop the bulk
-            part.states[e.execution_id] = _finished_stub(state)
-            for key in [k for k in part.items if k[0] == e.execution_id]:
-                del part.items[key]
+    async def _apply(self, part: _Partition, p: int, r: dict[str, Any], issue: bool,
+                     sends: list[Any]) -> _Exec | None:
+        """Fold one event record into what the dispatcher keeps; issue its task if due.
 
-    async def _flow_control(self, part: _Partition, touched: dict[str, ExecutionState],
+        Mirrors what `evolve` does to `state.timers`, phase and envelope, nothing else.
+        Returns the execution's record (None: a re-written event of an execution that is
+        finished or unknown).
+        """
+        execution_id = r["execution_id"]
+        seq = r["seq"]
+        x = part.execs.get(execution_id)
+        if x is None:
+            if execution_id in part.done:
+                return None  # a re-written or late event of a finished execution
+            if seq != 1:
+                log.error("dispatcher: gap in %s: seq %s after 0", execution_id, seq)
+                return None
+            x = part.execs[execution_id] = _Exec()
+        if seq <= x.seq:
+            return x  # a re-written event already applied
+        if seq != x.seq + 1:
+            log.error("dispatcher: gap in %s: seq %s after %s", execution_id, seq, x.seq)
+            return x
+        x.seq = seq
+        name = r["event_type"]
+        if name == "NodeScheduled":
+            x.run(r["node_id"], r["attempt"], False)
+            if issue:
+                sends.append(await self._issue(x, p, r))
+        elif name in ("NodeSucceeded", "NodeFailed"):
+            node_id, attempt = r["node_id"], r["attempt"]
+            x.run(node_id, attempt, True)
+            if x.timers:
+                x.timers.pop(f"node_timeout:{node_id}:{attempt}", None)
+        elif name == "TimerSet":
+            n = next(self._arming)
+            timer: Timer = (r["kind"], r["node_id"], r["attempt"], r["due_at"], n)
+            x.timers[r["timer_id"]] = timer
+            heapq.heappush(part.heap, (timer[3].timestamp(), n, execution_id, r["timer_id"],
+                                       timer))
+            if r["kind"] == "delay" and r["node_id"] is not None:
+                x.run(r["node_id"], r["attempt"] or 1, False)
+        elif name == "TimerFired":
+            x.timers.pop(r["timer_id"], None)
+        elif name in ("NodeStarted", "NodeRetryScheduled", "NodeDeadLettered"):
+            x.run(r["node_id"], r["attempt"], False)
+        elif name == "LoopIterationStarted":
+            iter_id = f"{r['node_id']}[{r['index']}]"
+            if x.items is None:
+                x.items = {}
+            item = r["item"]
+            x.items[iter_id] = orjson.loads(item) if isinstance(item, str) else item
+            if x.iters is None or r["node_id"] not in x.iters:
+                x.run(r["node_id"], 1, False)
+        elif name == "LoopIterationCompleted":
+            iter_id = f"{r['node_id']}[{r['index']}]"
+            known = x.iters.get(iter_id) if x.iters is not None else None
+            if known is None or not known[1]:
+                attempt = known[0] if known is not None else 0
+                x.run(iter_id, attempt, True)
+                if x.timers:
+                    x.timers.pop(f"node_timeout:{iter_id}:{attempt}", None)
+        elif name == "NodeSkipped":
+            node_id = r["node_id"]
+            known = x.iters.get(node_id) if x.iters is not None else None
+            x.run(node_id, known[0] if known is not None else 0, True)
+        elif name == "BranchDecided":
+            x.run(r["node_id"], 1, True)
+        elif name == "IncidentResolved":
+            node_id = r["node_id"]
+            if r["resolution"] == "resumed" and x.iters is not None and node_id in x.iters:
+                x.run(node_id, x.iters[node_id][0], True)
+        elif name == "ExecutionStarted":
+            x.identify(r)
+            x.phase = "active"
+        elif name == "ExecutionQueued":
+            x.identify(r)
+            x.phase = "queued"
+        elif name == "ExecutionRejected":
+            x.identify(r)
+            x.phase = "rejected"
+        elif name == "ExecutionSucceeded":
+            x.phase = "succeeded"
+        elif name == "ExecutionFailed":
+            x.phase = "failed"
+        elif name == "ExecutionCancelled":
+            x.phase = "cancelled"
+        if x.phase in FINISHED_PHASES:
+            part.finish(execution_id)  # its timers, items and the rest go with it
+        return x
+
+    async def _flow_control(self, part: _Partition, touched: dict[str, _Exec],
                             sends: list[Any]) -> None:
         """Queue what waits, release what ended, and admit whoever got a slot."""
         admitted: list[Entry] = []
@@ -196,47 +354,75 @@ class Dispatcher:
                 self.commands_topic, value=value, key=entry.execution_id.encode(),
                 partition=partition_of(entry.execution_id, self.partitions)))
 
-    async def _issue(self, part: _Partition, p: int, e: dev.NodeScheduled) -> Any:
-        definition = self.registry.definition(e.workflow_id, e.workflow_version)
+    def _static_config(self, definition: CompiledDefinition, workflow_id: str, version: int,
+                       node_id: str) -> tuple[str | None, int]:
+        """(config JSON when the node has no templates, else None; timeout_ms), cached.
+
+        Without templates `render_task_config` depends only on the definition version and
+        the node (an iteration's index only reaches templates), so it is rendered once.
+        """
+        base, _ = split_iteration(node_id)
+        key = (workflow_id, version, base)
+        cached = self._configs.get(key)
+        if cached is not None and cached[0] is definition:
+            return cached[1], cached[2]
+        cnode = definition.node(node_id)
+        timeout_ms = cnode.spec.timeout_ms or self.settings.executor_default_timeout_ms
+        text = None
+        if not cnode.templates:
+            text = canonical_json(render_task_config(definition, node_id, {},
+                                                     execution_id=""))
+        self._configs[key] = (definition, text, timeout_ms)
+        return text, timeout_ms
+
+    async def _issue(self, x: _Exec, p: int, r: dict[str, Any]) -> Any:
+        execution_id, node_id = r["execution_id"], r["node_id"]
+        workflow_id, version = r["workflow_id"], r["workflow_version"]
+        definition = self.registry.definition(workflow_id, version)
         if definition is None:
             await self.follower.catch_up(within=5.0)
-            definition = self.registry.definition(e.workflow_id, e.workflow_version)
-        env = dict(execution_id=e.execution_id, workflow_id=e.workflow_id,
-                   workflow_version=e.workflow_version, occurred_at=e.occurred_at,
-                   correlation_id=e.correlation_id, causation_id=e.event_id, tenant=e.tenant)
+            definition = self.registry.definition(workflow_id, version)
+        env = dict(execution_id=execution_id, workflow_id=workflow_id,
+                   workflow_version=version, occurred_at=r["occurred_at"],
+                   correlation_id=r["correlation_id"], causation_id=r["event_id"],
+                   tenant=r["tenant"])
         self.stats["tasks"] += 1
         try:
+            raw = r["input"]
+            node_input = orjson.loads(raw) if isinstance(raw, str) else raw
             if definition is None:
-                raise LookupError(f"definition {e.workflow_id} v{e.workflow_version} unknown")
-            cnode = definition.node(e.node_id)
-            item = part.items.get((e.execution_id, e.node_id))
-            config = render_task_config(definition, e.node_id, e.input if isinstance(
-                e.input, dict) else {"value": e.input}, execution_id=e.execution_id, item=item)
+                raise LookupError(f"definition {workflow_id} v{version} unknown")
+            config_text, timeout_ms = self._static_config(definition, workflow_id, version,
+                                                          node_id)
+            if config_text is None:
+                item = x.items.get(node_id) if x.items is not None else None
+                config_text = canonical_json(render_task_config(
+                    definition, node_id, node_input if isinstance(node_input, dict)
+                    else {"value": node_input}, execution_id=execution_id, item=item))
         except Exception as exc:  # cannot be run: report the attempt failed, not retryable
             now = datetime.now(UTC)
             record = {
                 **wire.envelope("NodeResultReported",
-                                event_id=wire.derived_id(e.task_key, "result"), **env),
-                "node_id": e.node_id, "attempt": e.attempt, "task_key": e.task_key,
+                                event_id=wire.derived_id(r["task_key"], "result"), **env),
+                "node_id": node_id, "attempt": r["attempt"], "task_key": r["task_key"],
                 "status": "failed", "output": None,
                 "error": {"type": type(exc).__name__, "message": str(exc), "retryable": False},
                 "started_at": now, "finished_at": now, "model_calls": [], "tool_calls": [],
             }
             value = self.codec.encode("NodeResultReported", record)
             return await self.producer.send(self.results_topic, value=value,
-                                            key=e.execution_id.encode(), partition=p)
-        timeout_ms = cnode.spec.timeout_ms or self.settings.executor_default_timeout_ms
+                                            key=execution_id.encode(), partition=p)
         record = {
-            **wire.envelope("NodeTaskIssued", event_id=wire.derived_id(e.task_key, "task"),
+            **wire.envelope("NodeTaskIssued", event_id=wire.derived_id(r["task_key"], "task"),
                             **env),
-            "node_id": e.node_id, "node_type": e.node_type, "attempt": e.attempt,
-            "task_key": e.task_key, "input": canonical_json(e.input),
-            "config": canonical_json(config), "timeout_ms": timeout_ms,
-            "deadline_at": e.occurred_at + timedelta(milliseconds=timeout_ms),
+            "node_id": node_id, "node_type": r["node_type"], "attempt": r["attempt"],
+            "task_key": r["task_key"], "input": canonical_json(node_input),
+            "config": config_text, "timeout_ms": timeout_ms,
+            "deadline_at": r["occurred_at"] + timedelta(milliseconds=timeout_ms),
         }
         value = self.codec.encode("NodeTaskIssued", record)
         return await self.producer.send(self.tasks_topic, value=value,
-                                        key=e.execution_id.encode(), partition=p)
+                                        key=execution_id.encode(), partition=p)
 
     async def _timers(self) -> None:
         interval = self.settings.timer_tick_ms / 1000
@@ -251,40 +437,34 @@ class Dispatcher:
                 log.exception("dispatcher: timer tick failed")
 
     async def _fire_due(self) -> None:
-        now = datetime.now(UTC)
+        """Send every armed timer whose due time has come, once per arming."""
+        now_at = datetime.now(UTC)
+        now = now_at.timestamp()
         sends = []
         for p, part in self.parts.items():
-            for execution_id, state in part.states.items():
-                if state.finished or not state.timers:
-                    continue
-                for timer_id, (kind, node_id, attempt, due_iso) in state.timers.items():
-                    if (execution_id, timer_id) in part.sent:
-                        continue
-                    due_at = datetime.fromisoformat(due_iso)
-                    if due_at > now:
-                        continue
-                    part.sent.add((execution_id, timer_id))
-                    record = {
-                        **wire.envelope(
-                            "TimerFired", event_id=wire.derived_id(execution_id, timer_id,
-                                                                   "fired"),
-                            execution_id=execution_id, workflow_id=state.workflow_id,
-                            workflow_version=state.workflow_version,
-                            occurred_at=datetime.now(UTC), correlation_id=state.correlation_id,
-                            causation_id=None, tenant=state.tenant),
-                        "timer_id": timer_id, "kind": kind, "node_id": node_id,
-                        "attempt": attempt, "due_at": due_at,
-                    }
-                    value = self.codec.encode("TimerFired", record)
-                    sends.append(await self.producer.send(
-                        self.timers_topic, value=value, key=execution_id.encode(), partition=p))
-                    self.stats["timers_fired"] += 1
+            heap = part.heap
+            while heap and heap[0][0] <= now:
+                entry = heapq.heappop(heap)
+                if not part.live(entry):
+                    continue  # cancelled, fired or finished since it was armed
+                _, _, execution_id, timer_id, (kind, node_id, attempt, due_at, _n) = entry
+                if due_at > now_at:
+                    heapq.heappush(heap, entry)  # the float rounded it early: next tick
+                    break
+                x = part.execs[execution_id]
+                record = {
+                    **wire.envelope(
+                        "TimerFired", event_id=wire.derived_id(execution_id, timer_id, "fired"),
+                        execution_id=execution_id, workflow_id=x.workflow_id,
+                        workflow_version=x.workflow_version,
+                        occurred_at=datetime.now(UTC), correlation_id=x.correlation_id,
+                        causation_id=None, tenant=x.tenant),
+                    "timer_id": timer_id, "kind": kind, "node_id": node_id,
+                    "attempt": attempt, "due_at": due_at,
+                }
+                value = self.codec.encode("TimerFired", record)
+                sends.append(await self.producer.send(
+                    self.timers_topic, value=value, key=execution_id.encode(), partition=p))
+                self.stats["timers_fired"] += 1
         if sends:
             await asyncio.gather(*sends)
-
-
-def _finished_stub(state: ExecutionState) -> ExecutionState:
-    stub = ExecutionState(execution_id=state.execution_id, workflow_id=state.workflow_id,
-                          workflow_version=state.workflow_version, tenant=state.tenant,
-                          phase=state.phase, seq=state.seq)
-    return stub
