@@ -135,7 +135,8 @@ class TaskRunner:
                             task.node_type, max_wait_s=deadline - time.monotonic()
                         )
                         config, used = await self.secrets.resolve_config(task.config or {})
-                        redactor.add(*used)
+                        if used:  # most tasks use no secret: skip the merge and sort
+                            redactor.add(*used)
                         ctx = NodeContext(
                             task=task, config=config, settings=self.settings,
                             tools=self.tools, http=self.gateway, limits=self.limits,

@@ -8,6 +8,13 @@ task (faust #606 does not apply: there is no framework committing behind our bac
 redelivered task carries the same task key, the idempotency key of its outside calls.
 Within one process, a task key that already finished re-publishes its result instead of
 running again.
+
+Results are produced without waiting for each ack: a finished task hands its result to
+the producer and frees its slot; the poll loop gathers the acks of every result handed
+over so far (one wait per poll, not one per task), and only then marks those offsets done.
+Commits follow at most every `COMMIT_INTERVAL_S` (and at once on revocation): a commit
+is a broker round trip per poll otherwise, and a later commit only means more redelivery
+after a crash, never less.
 """
 
 from __future__ import annotations
@@ -32,6 +39,26 @@ from flowlog.streams.runtime.kafka import catalog, group_consumer
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
+COMMIT_INTERVAL_S = 0.1
+
+
+class _Unacked:
+    """A result handed to the producer whose ack the loop has not seen yet."""
+
+    __slots__ = ("attempt", "execution_id", "fut", "offset", "part", "partition", "status",
+                 "task_key", "value")
+
+    def __init__(self, part: _Partition, partition: int, offset: int, task_key: str,
+                 execution_id: str, value: bytes, status: str | None, fut: Any) -> None:
+        self.part = part
+        self.partition = partition
+        self.offset = offset
+        self.task_key = task_key
+        self.execution_id = execution_id
+        self.value = value
+        self.status = status  # None: a re-published result
+        self.fut = fut
+        self.attempt = 0
 
 
 class Runner(Protocol):
@@ -72,10 +99,13 @@ class _Listener(ConsumerRebalanceListener):
         owner = self.owner
         loop = asyncio.get_running_loop()
         deadline = loop.time() + owner.revoke_grace_s
-        while loop.time() < deadline and any(  # noqa: ASYNC110 (a short bounded poll)
-                owner.parts.get(tp.partition, _Partition()).running for tp in revoked):
+        while True:
+            await owner.settle()  # the acks of results already handed to the producer
+            if loop.time() >= deadline or not any(
+                    owner.parts.get(tp.partition, _Partition()).running for tp in revoked):
+                break
             await asyncio.sleep(0.05)
-        await owner.commit([tp for tp in revoked if tp.partition in owner.parts])
+        await owner.commit([tp for tp in revoked if tp.partition in owner.parts], force=True)
         for tp in revoked:
             owner.parts.pop(tp.partition, None)
 
@@ -103,6 +133,8 @@ class Executor:
         self.stats: Counter[str] = Counter()
         self.revoke_grace_s = 5.0
         self.fatal: BaseException | None = None  # a result that could not be published
+        self.unacked: list[_Unacked] = []
+        self.last_commit = 0.0
         self.consumer = group_consumer(settings, "executor", [self.tasks_topic])
 
     async def run(self) -> None:
@@ -132,6 +164,7 @@ class Executor:
                         continue
                     for msg in msgs:
                         await self._one(tp, part, msg)
+                await self.settle()
                 await self.commit([TopicPartition(self.tasks_topic, p) for p in self.parts])
         finally:
             for task in list(self.running.values()):
@@ -157,7 +190,48 @@ class Executor:
             self.consumer.resume(*paused)
         return free
 
-    async def commit(self, tps: list[TopicPartition]) -> None:
+    async def settle(self) -> None:
+        """Gather the acks of the results handed over so far; mark their offsets done.
+
+        A result whose send failed is sent again (twice, after 0.5 and 1 s); after that the
+        role stops (`fatal`) with the offset uncommitted, so a restart runs the task again.
+        """
+        if not self.unacked:
+            return
+        batch, self.unacked = self.unacked, []
+        acks = await asyncio.gather(*(u.fut for u in batch), return_exceptions=True)
+        for u, ack in zip(batch, acks, strict=True):
+            if isinstance(ack, BaseException):
+                if isinstance(ack, asyncio.CancelledError):
+                    raise ack
+                if u.attempt == 2:
+                    log.error("executor: the result of task %s could not be published: %s",
+                              u.task_key, ack)
+                    self.stats["report_failed"] += 1
+                    self.fatal = ack
+                    continue
+                u.attempt += 1
+                await asyncio.sleep(0.5 * u.attempt)
+                try:
+                    u.fut = await self._send(u.partition, u.execution_id, u.value)
+                except Exception as exc:
+                    u.fut = asyncio.get_running_loop().create_future()
+                    u.fut.set_exception(exc)
+                self.unacked.append(u)
+                continue
+            if u.status is not None:
+                self.stats[f"task_{u.status}"] += 1
+            u.part.running.discard(u.offset)  # only now may the offset be committed
+
+    async def _send(self, partition: int, execution_id: str, value: bytes) -> Any:
+        """Hand one result to the producer; returns the future of its ack."""
+        return await self.producer.send(self.results_topic, value=value,
+                                        key=execution_id.encode(), partition=partition)
+
+    async def commit(self, tps: list[TopicPartition], force: bool = False) -> None:
+        now = asyncio.get_running_loop().time()
+        if not force and now - self.last_commit < COMMIT_INTERVAL_S:
+            return
         offsets = {}
         for tp in tps:
             part = self.parts.get(tp.partition)
@@ -166,6 +240,7 @@ class Executor:
                 offsets[tp] = OffsetAndMetadata(safe, "")
                 part.committed = safe
         if offsets:
+            self.last_commit = now
             try:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
@@ -184,9 +259,10 @@ class Executor:
         cached = self.finished.get(task.task_key)
         if cached is not None:  # ran here already: same result again, no second run
             self.stats["republished"] += 1
-            await self.producer.send_and_wait(self.results_topic, value=cached,
-                                              key=task.execution_id.encode(),
-                                              partition=tp.partition)
+            part.running.add(msg.offset)  # until the re-published result is acknowledged
+            fut = await self._send(tp.partition, task.execution_id, cached)
+            self.unacked.append(_Unacked(part, tp.partition, msg.offset, task.task_key,
+                                         task.execution_id, cached, None, fut))
             return
         if task.task_key in self.running:
             self.stats["already_running"] += 1
@@ -217,25 +293,17 @@ class Executor:
                 "tool_calls": list(outcome.tool_calls or []),
             }
             value = self.codec.encode("NodeResultReported", record)
-            for attempt in range(3):
-                try:
-                    await self.producer.send_and_wait(self.results_topic, value=value,
-                                                      key=task.execution_id.encode(),
-                                                      partition=partition)
-                    break
-                except Exception:
-                    if attempt == 2:
-                        raise
-                    await asyncio.sleep(0.5 * (attempt + 1))
+            fut = await self._send(partition, task.execution_id, value)
+            # the loop gathers the ack (`settle`), then the offset may be committed
+            self.unacked.append(_Unacked(part, partition, offset, task.task_key,
+                                         task.execution_id, value, outcome.status, fut))
             self.finished[task.task_key] = value
             while len(self.finished) > self.settings.executor_result_cache:
                 self.finished.popitem(last=False)
-            self.stats[f"task_{outcome.status}"] += 1
-            part.running.discard(offset)  # only now may the offset be committed
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # not published: the offset stays uncommitted and the role stops, so a restart
+            # not handed over: the offset stays uncommitted and the role stops, so a restart
             # (or another executor) runs the task again with the same task key
             log.exception("executor: task %s could not be reported", task.task_key)
             self.stats["report_failed"] += 1
