@@ -7,6 +7,7 @@ gets the same ``event_id``; a trigger re-sent with the same dedup key gets the s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -17,6 +18,25 @@ NAMESPACE_FLOWLOG = uuid.UUID("6f1d1c2e-8b0a-5c7e-9a43-0f10c0ffee00")
 NAMESPACE_EXECUTION = uuid.uuid5(NAMESPACE_FLOWLOG, "execution-id")
 #: Separates workflow id and dedup key in the uuid5 name (a unit separator: no id has one).
 _SEP = "\x1f"
+
+#: SHA-1 already fed with a namespace's bytes, copied per id (uuid5 is SHA-1 of namespace
+#: bytes + UTF-8 name); and the RFC 4122 variant nibble for each hex digit.
+_SHA1_FLOWLOG = hashlib.sha1(NAMESPACE_FLOWLOG.bytes)
+_SHA1_EXECUTION = hashlib.sha1(NAMESPACE_EXECUTION.bytes)
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _uuid5(prefed: hashlib._Hash, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, the same value, ~4x cheaper (no UUID object)."""
+    sha = prefed.copy()
+    sha.update(name.encode())
+    h = sha.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def flowlog_uuid5(name: str) -> str:
+    """``str(uuid.uuid5(NAMESPACE_FLOWLOG, name))``, computed without ``uuid``."""
+    return _uuid5(_SHA1_FLOWLOG, name)
 
 
 def uuid7(unix_ms: int | None = None) -> uuid.UUID:
@@ -41,7 +61,7 @@ def execution_event_id(execution_id: str, seq: int) -> str:
 
     ``uuid5(NAMESPACE_FLOWLOG, f"{execution_id}:{seq}")``: a re-decided event keeps its id.
     """
-    return str(uuid.uuid5(NAMESPACE_FLOWLOG, f"{execution_id}:{seq}"))
+    return _uuid5(_SHA1_FLOWLOG, f"{execution_id}:{seq}")
 
 
 def execution_id_for(workflow_id: str, dedup_key: str | None) -> str:
@@ -53,4 +73,4 @@ def execution_id_for(workflow_id: str, dedup_key: str | None) -> str:
     """
     if dedup_key is None:
         return str(uuid7())
-    return str(uuid.uuid5(NAMESPACE_EXECUTION, f"{workflow_id}{_SEP}{dedup_key}"))
+    return _uuid5(_SHA1_EXECUTION, f"{workflow_id}{_SEP}{dedup_key}")

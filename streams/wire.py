@@ -8,7 +8,6 @@ this module; this module is the only place that knows both shapes.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ import orjson
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution import inputs as dinp
 from flowlog.schemas.events import EVENT_TYPES
-from flowlog.schemas.ids import NAMESPACE_FLOWLOG
+from flowlog.schemas.ids import flowlog_uuid5
 from flowlog.schemas.model import canonical_json
 
 _ENVELOPE = ("event_id", "event_type", "occurred_at", "execution_id", "workflow_id",
@@ -43,7 +42,7 @@ class WireError(ValueError):
 
 def derived_id(*parts: str) -> str:
     """A deterministic event id for a record derived from others (tasks, results, timers)."""
-    return str(uuid.uuid5(NAMESPACE_FLOWLOG, ":".join(parts)))
+    return flowlog_uuid5(":".join(parts))
 
 
 def _json_in(text: Any) -> Any:
