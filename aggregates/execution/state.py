@@ -78,6 +78,20 @@ class ExecutionState:
     def finished(self) -> bool:
         return self.phase in FINISHED_PHASES
 
+    def retired(self) -> ExecutionState:
+        """What `decide` still needs once the execution has finished: who it is, its phase,
+        its seq and the ids of the inputs it applied (so a redelivered input stays a
+        duplicate and a late one is ignored with the next seq). Inputs, outputs, node runs,
+        loops and usage are dropped: they are in the log, and nothing decides on them again.
+        """
+        assert self.finished, f"{self.execution_id} is {self.phase}, not finished"
+        return ExecutionState(
+            self.execution_id, self.workflow_id, self.workflow_version, self.tenant,
+            self.correlation_id, self.phase, self.seq, applied=self.applied,
+            error=self.error, failed_node=self.failed_node,
+            started_at=self.started_at, finished_at=self.finished_at,
+        )  # fmt: skip
+
     @property
     def status(self) -> str:
         """pending, running, waiting (timer or event), incident, or the final phase."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,3 +39,27 @@ def test_redeciding_recorded_inputs_gives_recorded_events(path: Path) -> None:
             evolve(state, e)
             produced.append(canonical(event_to_dict(e)))
     assert produced == canonical(doc["events"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_a_retired_state_decides_late_and_redelivered_inputs_like_the_full_one(
+        path: Path) -> None:
+    doc = json.loads(path.read_text())
+    definition = compile_definition(load_definition(REPO / doc["definition"]))
+    full = fold(event_from_dict(e) for e in doc["events"])
+    if not full.finished:
+        pytest.skip("the recorded execution does not finish")
+    retired = full.retired()
+    assert not retired.nodes and not retired.input and retired.output is None
+    inputs = [input_from_dict(item) for item in doc["inputs"]]
+    late_at, late = inputs[-1]
+    late = dataclasses.replace(late, event_id="late-input")
+    for at, inp in [*inputs, (late_at, late)]:  # every input again, then one never seen
+        a, b = decide(full, inp, at, definition), decide(retired, inp, at, definition)
+        assert [canonical(event_to_dict(e)) for e in a] == \
+            [canonical(event_to_dict(e)) for e in b]
+        for e in a:
+            evolve(full, e)
+        for e in b:
+            evolve(retired, e)
+    assert retired.seq == full.seq and retired.applied == full.applied
