@@ -7,10 +7,12 @@ execution-events partition before it decides anything for it, and dropped on rev
 
 Per polled batch, under one lock (so a revocation waits for it): decode (quarantine the
 bad), decide + evolve (the pure fold, no I/O), produce one record per decision to the same
-partition number of execution-events, wait for the broker's acks, then commit the input
-offsets. A crash anywhere before the commit redelivers the inputs; the rebuilt state has
-their ids in `applied`, so they yield nothing, or (if their decision never landed) the same
-decision again.
+partition number of execution-events, and hand the sends and the input offsets to the
+`Committer`, which commits them once the broker acknowledged the sends, while the loop
+polls again (no broker round trip on the loop's path). A crash anywhere before the commit
+redelivers the inputs; the rebuilt state has their ids in `applied`, so they yield nothing,
+or (if their decision never landed) the same decision again. A finished execution keeps
+only a retired state: its identity, seq and applied input ids.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
-from aiokafka.structs import OffsetAndMetadata
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams import wire
+from flowlog.streams.runtime.commits import Committer
 from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
 from flowlog.streams.runtime.registry import RegistryFollower
 
@@ -45,7 +46,8 @@ class _Listener(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.owner.lock:  # waits for the batch in progress (decided, written, committed)
+        async with self.owner.lock:  # waits for the batch in progress (decided, written)
+            await self.owner.committer.flush()  # acked and committed, before we let go
             for p in {tp.partition for tp in revoked}:
                 self.owner.owned.discard(p)
                 self.owner.states.pop(p, None)
@@ -77,22 +79,43 @@ class Orchestrator:
         self.stats: Counter[str] = Counter()
         self.crash_after_write = settings.fault_crash_after_write
         self.consumer = group_consumer(settings, "orchestrator", self.input_topics)
+        self.committer = Committer(self.consumer, "orchestrator",
+                                   on_commit_failed=self._forget,
+                                   before_commit=self._maybe_crash)
 
     async def run(self) -> None:
         self.consumer.subscribe(self.input_topics, listener=_Listener(self))
         await self.consumer.start()
+        self.committer.start()
         try:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=200)
                 if batches:
                     async with self.lock:
                         await self._handle(batches)
+                elif self.committer.task is not None and self.committer.task.done():
+                    self.committer.task.result()  # a failed write: end the role (restart)
         finally:
-            await self.consumer.stop()
+            try:
+                await self.committer.stop()
+            finally:
+                await self.consumer.stop()
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        """A commit failed: another member may own these partitions now. Forget their
+        states; the inputs are redelivered to the owner, who rebuilds from the log."""
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+
+    def _maybe_crash(self, acked: int) -> None:
+        if acked and self.crash_after_write and random.random() < self.crash_after_write:
+            log.warning("FAULT: exiting after writing %s decisions, before the commit", acked)
+            os._exit(FAULT_EXIT_CODE)
 
     # --- recovery ----------------------------------------------------------------------------
     async def _load(self, partition: int) -> dict[str, ExecutionState]:
         """Fold the execution-events partition up to its end into fresh states."""
+        await self.producer.flush()  # our own writes still in flight must be in the log
         states: dict[str, ExecutionState] = {}
         count = 0
         async for msg in read_partition(self.settings, self.events_topic, partition):
@@ -114,6 +137,9 @@ class Orchestrator:
                     continue
                 evolve(state, e)
                 count += 1
+        for eid, state in states.items():
+            if state.finished:
+                states[eid] = state.retired()
         self.stats["rebuilt_events"] += count
         log.info("orchestrator: partition %s rebuilt: %s executions, %s events",
                  partition, len(states), count)
@@ -121,8 +147,9 @@ class Orchestrator:
 
     # --- the hot path ------------------------------------------------------------------------
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Decide and send; the committer commits once the broker acknowledged the sends."""
         sends = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[TopicPartition, int] = {}
         for tp, msgs in batches.items():
             p = tp.partition
             if p not in self.owned:
@@ -134,25 +161,11 @@ class Orchestrator:
                 fut = await self._one(msg, p, states)
                 if fut is not None:
                     sends.append(fut)
-            offsets[tp] = OffsetAndMetadata(msgs[-1].offset + 1, "")
-        if sends:
-            await asyncio.gather(*sends)  # the broker acknowledged every decision
+            offsets[tp] = msgs[-1].offset + 1
         if self.guard.stats.total() and any(k.startswith("quarantined") for k in self.guard.stats):
             await asyncio.to_thread(self.guard.flush)
-        if sends and self.crash_after_write and random.random() < self.crash_after_write:
-            log.warning("FAULT: exiting after writing %s decisions, before the commit",
-                        len(sends))
-            os._exit(FAULT_EXIT_CODE)
         if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as exc:
-                # another member may own these partitions now: forget them; the inputs are
-                # redelivered to the owner, who rebuilds from the log (our writes included)
-                log.warning("orchestrator: commit failed (%s); dropping %s", exc,
-                            sorted(tp.partition for tp in offsets))
-                for tp in offsets:
-                    self.states.pop(tp.partition, None)
+            await self.committer.add(sends, offsets)
 
     async def _one(self, msg: Any, p: int, states: dict[str, ExecutionState]) -> Any:
         accepted = self.guard.decode(msg)
@@ -200,7 +213,8 @@ class Orchestrator:
             return None
         for e in events:
             evolve(state, e)
-        states[execution_id] = state
+        # a finished execution keeps only what deduplicates its late inputs (memory)
+        states[execution_id] = state.retired() if state.finished else state
         self.stats["decisions"] += 1
         self.stats["events"] += len(events)
         value = self.codec.encode("ExecutionEventBatch", wire.batch_record(events, inp.event_id))
