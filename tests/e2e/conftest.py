@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,24 @@ from tests.support.fixtures import (  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True)
+async def _stacks_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """pytest-timeout shows threads only; a test stuck on an await needs the asyncio tasks'
+    stacks to say on which one. Printed to stderr 10 s before the timeout."""
+    limit = float(request.config.getini("timeout") or 600) - 10
+
+    async def watch() -> None:
+        await asyncio.sleep(limit)
+        print(f"--- asyncio tasks of {request.node.nodeid} after {limit:.0f}s ---",
+              file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+    watcher = asyncio.create_task(watch())
+    yield
+    watcher.cancel()
 
 
 class Engine:
