@@ -13,10 +13,10 @@ deletion), and the heap is compacted when stale entries outnumber live ones.
 
 On assignment it re-reads the partition from the beginning (that rebuilds the timers) and
 issues node tasks only for `NodeScheduled` events at or after the committed offset (the
-ones before were issued). Tasks are produced, acknowledged, then the offset is committed:
-at-least-once. A due timer is sent once per process (per arming) as a `TimerFired` input
-with an id derived from (execution, timer), so a re-sent timer is a duplicate the
-orchestrator drops.
+ones before were issued). Tasks are produced and the loop polls on; the `Committer` commits
+the offset once they are acknowledged: at-least-once. A due timer is sent once per process
+(per arming) as a `TimerFired` input with an id derived from (execution, timer), so a
+re-sent timer is a duplicate the orchestrator drops.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
-from aiokafka.structs import OffsetAndMetadata
 from flowlog.aggregates.definition.compiled import CompiledDefinition, split_iteration
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
@@ -42,6 +40,7 @@ from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
 from flowlog.streams import wire
 from flowlog.streams.runtime.admission import Admission, Entry
+from flowlog.streams.runtime.commits import Committer
 from flowlog.streams.runtime.kafka import (
     catalog,
     group_consumer,
@@ -133,6 +132,7 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.owner.lock:
+            await self.owner.committer.flush()  # tasks acked and offsets committed first
             for tp in revoked:
                 self.owner.parts.pop(tp.partition, None)
 
@@ -168,6 +168,7 @@ class Dispatcher:
         self.partitions = cat.topics["commands"].partitions
         self._admission: Admission | None = None
         self.consumer = group_consumer(settings, "dispatcher", [self.events_topic])
+        self.committer = Committer(self.consumer, "dispatcher")
 
     @property
     def admission(self) -> Admission:
@@ -179,6 +180,7 @@ class Dispatcher:
     async def run(self) -> None:
         self.consumer.subscribe([self.events_topic], listener=_Listener(self))
         await self.consumer.start()
+        self.committer.start()
         ticker = asyncio.create_task(self._timers(), name="dispatcher-timers")
         try:
             while True:
@@ -186,15 +188,20 @@ class Dispatcher:
                 if batches:
                     async with self.lock:
                         await self._handle(batches)
+                elif self.committer.task is not None and self.committer.task.done():
+                    self.committer.task.result()  # a failed send: end the role (restart)
         finally:
             ticker.cancel()
-            await self.consumer.stop()
+            try:
+                await self.committer.stop()
+            finally:
+                await self.consumer.stop()
             if self._admission is not None:
                 await self._admission.aclose()
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         sends: list[Any] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[TopicPartition, int] = {}
         for tp, msgs in batches.items():
             part = self.parts.get(tp.partition)
             if part is None:
@@ -225,15 +232,10 @@ class Dispatcher:
                 part.compact()
             last = msgs[-1].offset + 1
             if last > part.resume_at:
-                offsets[tp] = OffsetAndMetadata(last, "")
+                offsets[tp] = last
                 part.resume_at = last
-        if sends:
-            await asyncio.gather(*sends)
-        if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as exc:
-                log.warning("dispatcher: commit failed: %s", exc)
+        if offsets or sends:  # committed by the committer once the tasks are acknowledged
+            await self.committer.add(sends, offsets)
 
     async def _apply(self, part: _Partition, p: int, r: dict[str, Any], issue: bool,
                      sends: list[Any]) -> _Exec | None:

@@ -80,6 +80,14 @@ class FakeConsumer:
     async def commit(self, offsets: dict[Any, Any]) -> None:
         self.commits.append(offsets)
 
+    def assignment(self) -> Any:
+        return _Everything()
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
 
 class FakeAdmission:
     def __init__(self) -> None:
@@ -103,6 +111,7 @@ def make(*definitions: CompiledDefinition) -> tuple[Dispatcher, FakeProducer]:
     finally:
         dmod.group_consumer = real
     disp._admission = FakeAdmission()  # type: ignore[assignment]
+    disp.committer.start()  # as `run` does (the tests run in the event loop)
     return disp, producer
 
 
@@ -265,6 +274,7 @@ async def test_rebuild_issues_tasks_only_from_the_committed_offset() -> None:
     disp.parts[0] = _Partition(cut)
     tp = TopicPartition("events", 0)
     await disp._handle({tp: msgs})
+    await disp.committer.flush()
     issued = [t["task_key"] for t in producer.records("node-tasks")]
     want = [e.task_key for i, b in enumerate(decisions(run.events)) if i >= cut
             for e in b if isinstance(e, dev.NodeScheduled)]
@@ -273,6 +283,7 @@ async def test_rebuild_issues_tasks_only_from_the_committed_offset() -> None:
     assert disp.parts[0].resume_at == len(msgs)
     # the whole log again (a re-written tail): nothing new is issued
     await disp._handle({tp: msgs})
+    await disp.committer.stop()
     assert [t["task_key"] for t in producer.records("node-tasks")] == issued
 
 
