@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         0, description="Engine producers wait this long to batch records (latency vs. batching)."
     )
+    commit_interval_ms: int = Field(
+        100, description="The orchestrator and timers commit input offsets at most this often, "
+        "off their poll loops (a crash re-reads at most this much; ids make it a no-op).",
+    )
     max_poll_records: int = Field(
         500, description="Records per poll of the engine's consumers (one decision batch)."
     )

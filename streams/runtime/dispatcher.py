@@ -168,7 +168,8 @@ class Dispatcher:
         self.partitions = cat.topics["commands"].partitions
         self._admission: Admission | None = None
         self.consumer = group_consumer(settings, "dispatcher", [self.events_topic])
-        self.committer = Committer(self.consumer, "dispatcher")
+        self.committer = Committer(self.consumer, "dispatcher",
+                                   interval_s=settings.commit_interval_ms / 1000)
 
     @property
     def admission(self) -> Admission:

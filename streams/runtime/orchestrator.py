@@ -80,6 +80,7 @@ class Orchestrator:
         self.crash_after_write = settings.fault_crash_after_write
         self.consumer = group_consumer(settings, "orchestrator", self.input_topics)
         self.committer = Committer(self.consumer, "orchestrator",
+                                   interval_s=settings.commit_interval_ms / 1000,
                                    on_commit_failed=self._forget,
                                    before_commit=self._maybe_crash)
 
