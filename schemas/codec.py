@@ -478,6 +478,22 @@ class _Compiled:
     source: str = field(repr=False)
 
 
+
+_MICROS = "timestamp-micros"
+
+
+def _unwrap_primitive(t: Any) -> Any:
+    """A primitive in its dict form as its name; timestamp-micros as `_MICROS`. Any other
+    logical type is not compiled (the schema stays on fastavro)."""
+    if isinstance(t, dict) and t.get("type") in _PRIMITIVES:
+        logical = t.get("logicalType")
+        if logical is None:
+            return t["type"]
+        if logical == _MICROS and t["type"] == "long":
+            return _MICROS
+        raise _Unsupported(f"logical type {logical}")
+    return t
+
 class _Compiler:
     """Generates the Python source of one schema's writer and reader functions."""
 
@@ -530,15 +546,10 @@ class _Compiler:
               branch: bool = False) -> None:
         """``branch``: ``v`` is the non-null branch of a union (fastavro checks its type)."""
         t, ns = self.resolve(t, ns)
-        if isinstance(t, dict) and t.get("type") in _PRIMITIVES:
-            logical = t.get("logicalType")
-            if logical is None:
-                t = t["type"]
-            elif logical == "timestamp-micros" and t["type"] == "long":
-                out.append(f"{ind}buf += _micros({v})")
-                return
-            else:
-                raise _Unsupported(f"logical type {logical}")
+        t = _unwrap_primitive(t)
+        if t == _MICROS:
+            out.append(f"{ind}buf += _micros({v})")
+            return
         if isinstance(t, str):
             if t == "null":
                 out.append(f"{ind}if {v} is not None: raise _Decline")
@@ -640,15 +651,10 @@ class _Compiler:
 
     def read(self, t: Any, v: str, ind: str, ns: str, out: list[str]) -> None:
         t, ns = self.resolve(t, ns)
-        if isinstance(t, dict) and t.get("type") in _PRIMITIVES:
-            logical = t.get("logicalType")
-            if logical is None:
-                t = t["type"]
-            elif logical == "timestamp-micros" and t["type"] == "long":
-                out.append(f"{ind}{v}, pos = _read_time(data, pos)")
-                return
-            else:
-                raise _Unsupported(f"logical type {logical}")
+        t = _unwrap_primitive(t)
+        if t == _MICROS:
+            out.append(f"{ind}{v}, pos = _read_time(data, pos)")
+            return
         if isinstance(t, str):
             if t == "null":
                 out.append(f"{ind}{v} = None")

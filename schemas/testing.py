@@ -97,23 +97,29 @@ def events(cls: type[Event]) -> st.SearchStrategy[Event]:
     return model_dicts(cls).map(lambda d: cls.model_validate(_fix(cls, d)))
 
 
+def batch_of(execution_id: str, first: int, picked: list[Event],
+             shared: datetime | None = None) -> ExecutionEventBatch:
+    """The events renumbered as one execution's contiguous seqs from ``first``; with
+    ``shared``, all at that time (one decision's events share one `now`)."""
+    evs = [
+        e.model_copy(update={
+            "execution_id": execution_id, "seq": first + i,
+            "event_id": execution_event_id(execution_id, first + i),
+            **({"occurred_at": shared} if shared is not None else {}),
+        })
+        for i, e in enumerate(picked)
+    ]
+    return ExecutionEventBatch(execution_id=execution_id, first_seq=first,
+                               last_seq=first + len(evs) - 1, events=evs)
+
+
 def batches() -> st.SearchStrategy[ExecutionEventBatch]:
     """Valid batches: 1-5 execution events of one execution with contiguous seqs."""
     from flowlog.schemas.events import EXECUTION_TYPES
 
-    def build(execution_id: str, first: int, picked: list[Event]) -> ExecutionEventBatch:
-        evs = [
-            e.model_copy(update={
-                "execution_id": execution_id, "seq": first + i,
-                "event_id": execution_event_id(execution_id, first + i),
-            })
-            for i, e in enumerate(picked)
-        ]
-        return ExecutionEventBatch(execution_id=execution_id, first_seq=first,
-                                   last_seq=first + len(evs) - 1, events=evs)
-
     one = st.one_of([events(c) for c in EXECUTION_TYPES])
-    return st.builds(build, texts, st.integers(1, 2**40), st.lists(one, min_size=1, max_size=5))
+    return st.builds(batch_of, texts, st.integers(1, 2**40),
+                     st.lists(one, min_size=1, max_size=5))
 
 
-__all__ = ["EventQuarantined", "batches", "events", "json_values", "model_dicts"]
+__all__ = ["EventQuarantined", "batch_of", "batches", "events", "json_values", "model_dicts"]

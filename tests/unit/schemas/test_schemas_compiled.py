@@ -24,10 +24,9 @@ from flowlog.schemas.codec import (
 )
 from flowlog.schemas.errors import DecodeError, EncodeError
 from flowlog.schemas.events import EVENT_TYPES, EXECUTION_TYPES, ExecutionEventBatch
-from flowlog.schemas.ids import execution_event_id
 from flowlog.schemas.model import NAMESPACE, Event
 from flowlog.schemas.registry import default_catalog
-from flowlog.schemas.testing import events, texts
+from flowlog.schemas.testing import batch_of, events, texts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,25 +99,11 @@ def batches_with(cls: type[Event]) -> st.SearchStrategy[ExecutionEventBatch]:
     """Batches of 1-5 execution events, at least one of them a ``cls``."""
     any_event = st.one_of([events(c) for c in EXECUTION_TYPES])
 
-    def build(execution_id: str, first: int, picked: list[Event],
-              shared: datetime | None) -> ExecutionEventBatch:
-        evs = [
-            e.model_copy(update={
-                "execution_id": execution_id, "seq": first + i,
-                "event_id": execution_event_id(execution_id, first + i),
-                # one decision's events share one `now` (the compiled path keeps the last)
-                **({"occurred_at": shared} if shared is not None else {}),
-            })
-            for i, e in enumerate(picked)
-        ]
-        return ExecutionEventBatch(execution_id=execution_id, first_seq=first,
-                                   last_seq=first + len(evs) - 1, events=evs)
-
     picked = st.builds(lambda one, rest, at: [*rest[:at], one, *rest[at:]],
                        events(cls), st.lists(any_event, max_size=4), st.integers(0, 4))
     shared = st.none() | st.datetimes(datetime(1971, 1, 1), datetime(2200, 1, 1),
                                       timezones=st.just(UTC))
-    return st.builds(build, texts, st.integers(1, 2**40), picked, shared)
+    return st.builds(batch_of, texts, st.integers(1, 2**40), picked, shared)
 
 
 @pytest.mark.parametrize("cls", EXECUTION_TYPES, ids=lambda c: c.__name__)
