@@ -102,7 +102,13 @@ async def test_unknown_and_paused_workflows_are_rejected(engine: Engine, tmp_pat
     with EventProducer.from_settings(engine.settings) as producer:
         producer.publish_sync(WorkflowPaused(workflow_id="pausable", workflow_version=1,
                                              reason="maintenance"))
-    await asyncio.sleep(1.0)  # the registry follows the definitions topic
+    # the worker's registry follows the definitions topic: wait until it has seen the pause
+    registry = engine.worker.follower.registry
+    for _ in range(300):
+        if not registry.accepting("pausable"):
+            break
+        await asyncio.sleep(0.1)
+    assert not registry.accepting("pausable"), "the worker never saw the pause"
     events = await engine.run("pausable", {})
     assert [e["event_type"] for e in events] == ["ExecutionRejected"]
     assert events[0]["reason"] == "paused workflow"
