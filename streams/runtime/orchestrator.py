@@ -32,6 +32,7 @@ from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams import wire
 from flowlog.streams.runtime.commits import Committer
 from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
+from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
@@ -142,6 +143,7 @@ class Orchestrator:
             if state.finished:
                 states[eid] = state.retired()
         self.stats["rebuilt_events"] += count
+        freeze_gc(self.settings)  # the rebuilt states are lasting objects (memory.py)
         log.info("orchestrator: partition %s rebuilt: %s executions, %s events",
                  partition, len(states), count)
         return states

@@ -18,6 +18,7 @@ from typing import Any
 from flowlog.streams.runtime.dispatcher import Dispatcher
 from flowlog.streams.runtime.executor import Executor, Runner, default_runner
 from flowlog.streams.runtime.kafka import ensure_topics, producer
+from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.orchestrator import Orchestrator
 from flowlog.streams.runtime.registry import RegistryFollower
 
@@ -71,6 +72,9 @@ class Worker:
                 comp = Executor(self.settings, self.producer, self.runner)
             self.components[role] = comp
             self.tasks.append(asyncio.create_task(comp.run(), name=f"role-{role}"))
+        # a worker builds most of its lasting objects up front (modules, schemas, clients,
+        # definitions): take them out of the cyclic GC's full passes (see memory.py)
+        freeze_gc(self.settings)
         log.info("worker: running %s", ", ".join(self.roles))
 
     async def wait(self) -> None:
