@@ -224,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     if busy:
         console.print(f"[yellow]note: {len(busy)} pytest process(es) running beside the "
                       "benchmark: figures will be low[/]")
+    partitions_before = broker_partitions()
+    if partitions_before > 1000:
+        console.print(f"[yellow]note: the broker holds {partitions_before} partitions "
+                      "(old test or bench topics?): it is slower with thousands; figures "
+                      "will be low. Delete them, or `make clean && make up`.[/]")
 
     steps: list[Step] = []
     if args.latency_rate:
@@ -255,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         "slope_limit_of_rate": opts.slope_limit, "records_per_execution": RECORDS_PER_EXECUTION,
         "code": code_state(),
         "load_before": [round(x, 2) for x in load],
+        "broker_partitions_before": partitions_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "pytest_running_at_start": len(busy),
         "max_sustainable_per_s": best,
@@ -281,6 +287,19 @@ def main(argv: list[str] | None = None) -> None:
             if name.endswith(("-custom", "-quick")):
                 pname += "-" + name.rsplit("-", 1)[1]
             console.print(f"written to {write_results(pname, profile)}")
+
+
+def broker_partitions() -> int:
+    """Partitions on the broker now (-1 when it cannot be asked)."""
+    from confluent_kafka.admin import AdminClient
+
+    from flowlog.settings import Settings
+
+    try:
+        admin = AdminClient({"bootstrap.servers": Settings().bootstrap_servers})
+        return sum(len(t.partitions) for t in admin.list_topics(timeout=10).topics.values())
+    except Exception:
+        return -1
 
 
 def show_profile(profile: dict[str, Any]) -> None:
