@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
@@ -142,3 +142,8 @@ class Committer:
                         sorted(tp.partition for tp in mine))
             if self.on_commit_failed is not None:
                 self.on_commit_failed(set(mine))
+        except KafkaError as exc:
+            # e.g. the coordinator moved or the connection dropped: not a loss (the writes
+            # are acked): a later commit of the partition supersedes it, and if none comes,
+            # a restart re-reads those inputs and the ids make them duplicates
+            log.warning("%s: commit not made (%s); retried with the next one", self.role, exc)

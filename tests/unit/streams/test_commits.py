@@ -95,3 +95,27 @@ async def test_the_loop_waits_only_when_too_many_batches_are_unacked() -> None:
         f.set_result(None)
     await c.stop()
     assert consumer.commits[-1] == {TP0: 3}
+
+
+async def test_a_failed_commit_is_not_fatal_and_the_next_one_carries_on() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    class Flaky(Consumer):
+        failures = 1
+
+        async def commit(self, offsets: dict[Any, Any]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise KafkaConnectionError("coordinator went away")
+            await super().commit(offsets)
+
+    consumer = Flaky()
+    c = Committer(consumer, "t", interval_s=0)
+    c.start()
+    for offset in (1, 2):
+        done = future()
+        done.set_result(None)
+        await c.add([done], {TP0: offset})
+        await c.flush()
+    assert consumer.commits == [{TP0: 2}]
+    await c.stop()
