@@ -54,14 +54,14 @@ class Committer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.role}-committer")
 
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        return self._task
+    def raise_if_failed(self) -> None:
+        """Raise a failed send here, in the poll loop: it ends the role (a restart rebuilds)."""
+        if self._task is not None and self._task.done():
+            self._task.result()
 
     async def add(self, sends: Iterable[Any], offsets: Offsets) -> None:
         """Queue one batch; waits only when `max_pending` batches are not yet acked."""
-        if self._task is not None and self._task.done():
-            self._task.result()  # a failed send or commit: raise it in the poll loop
+        self.raise_if_failed()
         await self._room.acquire()
         self._idle.clear()
         self._pending.append((list(sends), offsets))
@@ -147,3 +147,25 @@ class Committer:
             # are acked): a later commit of the partition supersedes it, and if none comes,
             # a restart re-reads those inputs and the ids make them duplicates
             log.warning("%s: commit not made (%s); retried with the next one", self.role, exc)
+
+
+async def poll_loop(consumer: Any, committer: Committer, lock: asyncio.Lock,
+                    handle: Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]],
+                    ) -> None:
+    """A role's loop over a started consumer: each polled batch is handled under `lock`
+    (so a revocation waits for it), and its writes go to `committer`. On the way out the
+    committer is flushed and stopped, then the consumer."""
+    committer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            if batches:
+                async with lock:
+                    await handle(batches)
+            else:
+                committer.raise_if_failed()
+    finally:
+        try:
+            await committer.stop()
+        finally:
+            await consumer.stop()

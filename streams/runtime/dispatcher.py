@@ -40,7 +40,7 @@ from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
 from flowlog.streams import wire
 from flowlog.streams.runtime.admission import Admission, Entry
-from flowlog.streams.runtime.commits import Committer
+from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import (
     catalog,
     group_consumer,
@@ -181,22 +181,11 @@ class Dispatcher:
     async def run(self) -> None:
         self.consumer.subscribe([self.events_topic], listener=_Listener(self))
         await self.consumer.start()
-        self.committer.start()
         ticker = asyncio.create_task(self._timers(), name="dispatcher-timers")
         try:
-            while True:
-                batches = await self.consumer.getmany(timeout_ms=200)
-                if batches:
-                    async with self.lock:
-                        await self._handle(batches)
-                elif self.committer.task is not None and self.committer.task.done():
-                    self.committer.task.result()  # a failed send: end the role (restart)
+            await poll_loop(self.consumer, self.committer, self.lock, self._handle)
         finally:
             ticker.cancel()
-            try:
-                await self.committer.stop()
-            finally:
-                await self.consumer.stop()
             if self._admission is not None:
                 await self._admission.aclose()
 

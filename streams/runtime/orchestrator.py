@@ -30,7 +30,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams import wire
-from flowlog.streams.runtime.commits import Committer
+from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.registry import RegistryFollower
@@ -88,20 +88,7 @@ class Orchestrator:
     async def run(self) -> None:
         self.consumer.subscribe(self.input_topics, listener=_Listener(self))
         await self.consumer.start()
-        self.committer.start()
-        try:
-            while True:
-                batches = await self.consumer.getmany(timeout_ms=200)
-                if batches:
-                    async with self.lock:
-                        await self._handle(batches)
-                elif self.committer.task is not None and self.committer.task.done():
-                    self.committer.task.result()  # a failed write: end the role (restart)
-        finally:
-            try:
-                await self.committer.stop()
-            finally:
-                await self.consumer.stop()
+        await poll_loop(self.consumer, self.committer, self.lock, self._handle)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         """A commit failed: another member may own these partitions now. Forget their
