@@ -26,6 +26,7 @@ install: $(STAMP)
 
 up: install
 	$(SVC) up
+	$(PYTHON) -m flowlog.cli db migrate
 
 down: install
 	$(SVC) down

@@ -34,10 +34,10 @@ from typing import Any
 
 from _common import write_results
 from bench_codec import batch as bench_codec_batch
+from flowlog.aggregates import records as wire
 from flowlog.aggregates.execution import events as dev
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.ids import NAMESPACE_FLOWLOG, execution_event_id
-from flowlog.streams import wire
 
 EXECUTION = "0192f8a4-7c1e-7d3a-9b2f-5e4d3c2b1a00"
 

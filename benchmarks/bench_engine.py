@@ -77,7 +77,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("decode (Avro)", ("Codec.decode (", "Codec._decode (", "DecodeGuard.decode (", "fastavro")),
     ("encode (Avro)", ("Codec.encode (",)),
     ("ids (uuid5/uuid7)", ("uuid.py", "schemas/ids.py", "derived_id (")),
-    ("wire mapping (dict ⇄ domain)", ("streams/wire.py",)),
+    ("wire mapping (dict ⇄ domain)", ("aggregates/records.py",)),
     ("domain (decide / evolve)", ("aggregates/",)),
     ("definitions / task config", ("runtime/registry.py",)),
     ("tool runner (executors/)", ("streams/executors/",)),

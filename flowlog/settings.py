@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     pg_password: str = Field("flowlog", description="PostgreSQL password.")
     pg_database: str = Field("flowlog", description="PostgreSQL database.")
     pg_superuser: str = Field("postgres", description="Cluster superuser (local cluster).")
+    pg_schema: str = Field(
+        "flowlog", description="Schema of the read models, analytics and ingress tables "
+        "(created by `flowlog db migrate`).")
 
     # --- Redis ---
     redis_host: str = Field("127.0.0.1", description="Redis host.")

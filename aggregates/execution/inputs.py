@@ -1,6 +1,6 @@
 """The orchestrator's inputs (docs/events.md "Inputs"), as the domain sees them.
 
-The streams layer decodes the Avro records and builds these (`flowlog.streams.wire`); the
+The streams layer decodes the Avro records and builds these (`flowlog.aggregates.records`); the
 domain imports nothing of `flowlog.schemas` but its ids. Every input has an `event_id`:
 the aggregate remembers the ids it has applied (causation ids), so a redelivered input
 yields no events.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowlog.cli import bench, contract, engine, services, workflows
+from flowlog.cli import bench, contract, db, engine, services, workflows
 
 app = typer.Typer(
     name="flowlog",
@@ -17,6 +17,7 @@ contract.register(app)
 workflows.register(app)
 engine.register(app)
 bench.register(app)
+db.register(app)
 
 
 def main() -> None:

@@ -13,41 +13,62 @@ from rich.console import Console
 
 from flowlog.settings import get_settings
 
-_ROLE_HELP = "orchestrator, executor, timers, or all (every role in one process)"
+_ROLE_HELP = ("orchestrator, executor, timers, all (every engine role in one process), "
+              "or another process of flowlog.processes (projector, ...)")
 
 
 def worker(
     roles: list[str] = typer.Argument(..., help=_ROLE_HELP),
     log_level: str = typer.Option("info", "--log-level", "-l", help="debug, info, warning"),
 ) -> None:
-    """Run engine roles until SIGINT/SIGTERM. Any number of each may run; partitions spread."""
+    """Run engine roles and processes until SIGINT/SIGTERM. Any number of each may run."""
+    from flowlog.processes import PROCESSES, load
     from flowlog.streams.runtime.worker import Worker, expand
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    engine_roles = [r for r in roles if r not in PROCESSES]
+    others = [r for r in roles if r in PROCESSES]
     try:
-        expand(roles)
+        if engine_roles:
+            expand(engine_roles)
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        Console(stderr=True).print(
+            f"[red]error:[/] {exc}; other processes: {', '.join(sorted(PROCESSES)) or 'none'}")
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        w = Worker(get_settings(), roles)
+        settings = get_settings()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await w.start()
-        waiter = asyncio.create_task(w.wait())
+        w = Worker(settings, engine_roles) if engine_roles else None
+        if w is not None:
+            await w.start()
+        waiters = {asyncio.create_task(load(name)(settings, stop), name=name)
+                   for name in others}
+        if w is not None:
+            waiters.add(asyncio.create_task(w.wait(), name="engine"))
         stopper = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter.done():
-                waiter.result()
+            done, _ = await asyncio.wait({*waiters, stopper},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            for t in done:
+                if t is not stopper:
+                    t.result()  # a process that ended on its own: raise its error
         finally:
+            stop.set()
             stopper.cancel()
-            await w.stop()
+            if w is not None:
+                await w.stop()
+            pending = [t for t in waiters if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=30)
+            for t in pending:
+                t.cancel()
 
     asyncio.run(main())
 

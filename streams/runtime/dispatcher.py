@@ -32,13 +32,13 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from flowlog.aggregates import records as wire
 from flowlog.aggregates.definition.compiled import CompiledDefinition, split_iteration
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
 from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
-from flowlog.streams import wire
 from flowlog.streams.runtime.admission import Admission, Entry
 from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import (

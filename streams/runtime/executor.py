@@ -30,10 +30,10 @@ from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
+from flowlog.aggregates import records as wire
 from flowlog.schemas.events import NodeTaskIssued
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.schemas.model import canonical_json
-from flowlog.streams import wire
 from flowlog.streams.runtime.kafka import catalog, group_consumer
 
 from flowlog.settings import Settings

@@ -27,9 +27,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from flowlog.aggregates import records as wire
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
-from flowlog.streams import wire
 from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
 from flowlog.streams.runtime.memory import freeze_gc

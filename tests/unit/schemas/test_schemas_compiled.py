@@ -119,8 +119,8 @@ def test_batches_holding_every_execution_event_type_are_byte_identical(
 
 
 def test_the_batch_the_orchestrator_writes_is_byte_identical() -> None:
+    from flowlog.aggregates import records as wire
     from flowlog.aggregates.execution import events as dev
-    from flowlog.streams import wire
 
     now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     env: dict[str, Any] = {"occurred_at": now, "execution_id": "ex", "workflow_id": "wf",

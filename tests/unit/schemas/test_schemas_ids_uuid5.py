@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from flowlog.aggregates import records as wire
 from flowlog.schemas.ids import (
     NAMESPACE_EXECUTION,
     NAMESPACE_FLOWLOG,
@@ -12,7 +13,6 @@ from flowlog.schemas.ids import (
     execution_id_for,
     flowlog_uuid5,
 )
-from flowlog.streams import wire
 from hypothesis import given
 from hypothesis import strategies as st
 

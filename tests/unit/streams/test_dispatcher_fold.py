@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from flowlog.aggregates import records as wire
 from flowlog.aggregates.definition import compile_definition, parse_definition
 from flowlog.aggregates.definition.compiled import CompiledDefinition
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
@@ -26,7 +27,6 @@ from flowlog.aggregates.execution import inputs as dinp
 from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
-from flowlog.streams import wire
 from flowlog.streams.runtime import dispatcher as dmod
 from flowlog.streams.runtime.dispatcher import Dispatcher, _Partition
 from hypothesis import HealthCheck, given, settings

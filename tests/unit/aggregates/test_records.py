@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from flowlog.aggregates import records as wire
 from flowlog.aggregates.execution import inputs as dinp
 from flowlog.aggregates.execution.events import event_from_dict
 from flowlog.schemas.codec import Codec
@@ -16,7 +17,6 @@ from flowlog.schemas.events import (
     TimerFired,
     TriggerReceived,
 )
-from flowlog.streams import wire
 
 pytestmark = pytest.mark.unit
 HISTORIES = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "histories").glob("*.json"))

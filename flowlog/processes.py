@@ -1,0 +1,29 @@
+"""Processes `flowlog worker NAME` runs besides the engine roles (orchestrator, executor,
+timers): the read side, ingress, dead letters.
+
+Each entry maps a name to ``"module:function"``; the function is
+``async def run(settings: Settings, stop: asyncio.Event) -> None``: it starts, serves until
+``stop`` is set, then shuts down cleanly (and raises if it cannot go on). Modules are
+imported only when their process is asked for, so one area's imports cost nothing to the
+others. Add a line here when an area adds a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+
+from flowlog.settings import Settings
+
+ProcessMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+PROCESSES: dict[str, str] = {
+}
+
+
+def load(name: str) -> ProcessMain:
+    """The entry function of process ``name`` (KeyError when there is none)."""
+    module, _, func = PROCESSES[name].partition(":")
+    main: ProcessMain = getattr(importlib.import_module(module), func)
+    return main
