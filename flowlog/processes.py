@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from flowlog.settings import Settings
 
-ProcessMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+ProcessMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 PROCESSES: dict[str, str] = {
 }

@@ -47,8 +47,9 @@ def worker(
         w = Worker(settings, engine_roles) if engine_roles else None
         if w is not None:
             await w.start()
-        waiters = {asyncio.create_task(load(name)(settings, stop), name=name)
-                   for name in others}
+        waiters: set[asyncio.Task[None]] = {
+            asyncio.create_task(load(name)(settings, stop), name=name)
+            for name in others}
         if w is not None:
             waiters.add(asyncio.create_task(w.wait(), name="engine"))
         stopper = asyncio.create_task(stop.wait())
