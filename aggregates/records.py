@@ -1,21 +1,33 @@
-"""Wire types ⇄ domain types: Avro record dicts (as the codec reads and writes them) to the
-aggregate's inputs and events, and back.
+"""The records module: wire records ⇄ domain values, and the builders of every derived record.
 
-The hot path works on the codec's plain dicts (no pydantic per event): JSON-valued fields
-travel as canonical JSON text, timestamps as aware datetimes. `aggregates` never imports
-this module; this module is the only place that knows both shapes.
+Both `streams/` (the engine) and `projections/` (the read side) import this module; it is
+the only place that knows both shapes, and nothing else builds a wire record by hand.
+
+* Mapping: Avro record dicts (as the codec reads and writes them) to the aggregate's
+  inputs and events, and back. The hot path works on the codec's plain dicts (no pydantic
+  per event): JSON-valued fields travel as canonical JSON text, timestamps as aware
+  datetimes.
+* Derived ids: every record derived from another gets an id derived from what caused it
+  (`task_event_id`, `result_event_id`, `timer_fired_event_id`, `admitted_event_id`, next
+  to `execution_event_id`), so a re-derived record is the same record.
+* Builders: `task_record`, `result_record`, `timer_fired_record`, `admitted_record`.
+* Errors: one error value (`error_from`, retryable unless it says otherwise).
+
+Pure: no I/O, no clock (times are passed in). The domain modules never import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution import inputs as dinp
+from flowlog.aggregates.execution.jsonvalue import error_from
 from flowlog.schemas.events import EVENT_TYPES
+from flowlog.schemas.ids import execution_event_id as execution_event_id  # re-exported
 from flowlog.schemas.ids import flowlog_uuid5
 from flowlog.schemas.model import canonical_json
 
@@ -45,6 +57,28 @@ def derived_id(*parts: str) -> str:
     return flowlog_uuid5(":".join(parts))
 
 
+# --- derived ids (fixed forever: changing one changes the id of every such record) ----------
+
+def task_event_id(task_key: str) -> str:
+    """The id of the `NodeTaskIssued` record of one node attempt."""
+    return derived_id(task_key, "task")
+
+
+def result_event_id(task_key: str) -> str:
+    """The id of the `NodeResultReported` record of one node attempt (one per attempt)."""
+    return derived_id(task_key, "result")
+
+
+def timer_fired_event_id(execution_id: str, timer_id: str) -> str:
+    """The id of the `TimerFired` input of one armed timer."""
+    return derived_id(execution_id, timer_id, "fired")
+
+
+def admitted_event_id(execution_id: str) -> str:
+    """The id of the `ExecutionAdmitted` command that starts a queued execution."""
+    return derived_id(execution_id, "admitted")
+
+
 def _json_in(text: Any) -> Any:
     if isinstance(text, str):
         try:
@@ -54,11 +88,9 @@ def _json_in(text: Any) -> Any:
     return text
 
 
-def _error_out(err: dict[str, Any] | None) -> dict[str, Any] | None:
-    if err is None:
-        return None
-    return {"type": str(err.get("type", "Error")), "message": str(err.get("message", "")),
-            "retryable": bool(err.get("retryable", False))}
+def error_out(err: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `ErrorInfo` record of an error value (None stays None)."""
+    return None if err is None else error_from(err)
 
 
 # --- domain events ⇄ Avro records --------------------------------------------------------
@@ -75,7 +107,7 @@ def event_to_record(event: dev.ExecutionEvent) -> dict[str, Any]:
         if value is not None or f not in nullable:
             out[f] = canonical_json(value)
     if "error" in out:
-        out["error"] = _error_out(out["error"])
+        out["error"] = error_out(out["error"])
     return out
 
 
@@ -166,3 +198,79 @@ def envelope(event_type: str, *, event_id: str, execution_id: str, workflow_id: 
             "execution_id": execution_id, "workflow_id": workflow_id,
             "workflow_version": workflow_version, "seq": None,
             "correlation_id": correlation_id, "causation_id": causation_id, "tenant": tenant}
+
+
+# --- builders of derived records ---------------------------------------------------------------
+
+def task_record(scheduled: dict[str, Any], *, input_json: str, config_json: str,
+                timeout_ms: int) -> dict[str, Any]:
+    """The `NodeTaskIssued` record that follows a `NodeScheduled` execution-event record.
+
+    ``config_json`` is the rendered node config (secrets still as references); the task is
+    caused by the scheduling event and due ``timeout_ms`` after it.
+    """
+    task_key = scheduled["task_key"]
+    return {
+        **envelope("NodeTaskIssued", event_id=task_event_id(task_key),
+                   execution_id=scheduled["execution_id"],
+                   workflow_id=scheduled["workflow_id"],
+                   workflow_version=scheduled["workflow_version"],
+                   occurred_at=scheduled["occurred_at"],
+                   correlation_id=scheduled["correlation_id"],
+                   causation_id=scheduled["event_id"], tenant=scheduled["tenant"]),
+        "node_id": scheduled["node_id"], "node_type": scheduled["node_type"],
+        "attempt": scheduled["attempt"], "task_key": task_key, "input": input_json,
+        "config": config_json, "timeout_ms": timeout_ms,
+        "deadline_at": scheduled["occurred_at"] + timedelta(milliseconds=timeout_ms),
+    }
+
+
+def result_record(task: dict[str, Any] | Any, *, status: str, output: Any = None,
+                  error: dict[str, Any] | None = None, started_at: datetime,
+                  finished_at: datetime, model_calls: list[dict[str, Any]] | None = None,
+                  tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The `NodeResultReported` record of one attempt.
+
+    ``task`` is the `NodeTaskIssued` record (or model), or the `NodeScheduled` record when
+    the task could not even be issued; either carries the envelope and the task key.
+    ``output`` is a JSON value (None when failed).
+    """
+    def get(name: str) -> Any:
+        return task[name] if isinstance(task, dict) else getattr(task, name)
+
+    task_key = get("task_key")
+    return {
+        **envelope("NodeResultReported", event_id=result_event_id(task_key),
+                   execution_id=get("execution_id"), workflow_id=get("workflow_id"),
+                   workflow_version=get("workflow_version"), occurred_at=finished_at,
+                   correlation_id=get("correlation_id"), causation_id=get("event_id"),
+                   tenant=get("tenant")),
+        "node_id": get("node_id"), "attempt": get("attempt"), "task_key": task_key,
+        "status": status, "output": None if output is None else canonical_json(output),
+        "error": error_out(error), "started_at": started_at, "finished_at": finished_at,
+        "model_calls": list(model_calls or ()), "tool_calls": list(tool_calls or ()),
+    }
+
+
+def timer_fired_record(*, execution_id: str, workflow_id: str, workflow_version: int,
+                       tenant: str, correlation_id: str | None, timer_id: str, kind: str,
+                       node_id: str | None, attempt: int | None, due_at: datetime,
+                       occurred_at: datetime) -> dict[str, Any]:
+    """The `TimerFired` input of an armed timer whose due time has come."""
+    return {
+        **envelope("TimerFired", event_id=timer_fired_event_id(execution_id, timer_id),
+                   execution_id=execution_id, workflow_id=workflow_id,
+                   workflow_version=workflow_version, occurred_at=occurred_at,
+                   correlation_id=correlation_id, causation_id=None, tenant=tenant),
+        "timer_id": timer_id, "kind": kind, "node_id": node_id, "attempt": attempt,
+        "due_at": due_at,
+    }
+
+
+def admitted_record(*, execution_id: str, workflow_id: str, workflow_version: int,
+                    tenant: str, occurred_at: datetime) -> dict[str, Any]:
+    """The `ExecutionAdmitted` command that starts a queued execution (flow control)."""
+    return envelope("ExecutionAdmitted", event_id=admitted_event_id(execution_id),
+                    execution_id=execution_id, workflow_id=workflow_id,
+                    workflow_version=workflow_version, occurred_at=occurred_at,
+                    correlation_id=None, causation_id=None, tenant=tenant)

@@ -15,7 +15,7 @@ from flowlog.aggregates.definition.model import InputSpec
 from flowlog.aggregates.execution import events as ev
 from flowlog.aggregates.execution import inputs as inp
 from flowlog.aggregates.execution.decision import Decision
-from flowlog.aggregates.execution.jsonvalue import error_dict
+from flowlog.aggregates.execution.jsonvalue import error_dict, error_from
 from flowlog.aggregates.execution.nodes import wait
 from flowlog.aggregates.execution.state import ExecutionState
 
@@ -180,8 +180,7 @@ def _result(d: Decision, r: inp.NodeResultReported) -> None:
     if r.status == "succeeded":
         return d.succeed(r.node_id, r.attempt, r.output)
     err = r.error or {}
-    error = error_dict(str(err.get("type", "Error")), str(err.get("message", "")),
-                       bool(err.get("retryable", True)))  # fmt: skip
+    error = error_from(err)
     return d.attempt_failed(r.node_id, cnode, r.attempt, error)
 
 
@@ -224,8 +223,8 @@ def _retry_node(d: Decision, r: inp.RetryNodeRequested) -> None:
     run = d.work.nodes.get(r.node_id)
     if run is None or run.status != "dead_lettered" or not d.d.has_node(r.node_id):
         return d.ignore(r.event_id, NOT_DEAD_LETTERED)
-    d.emit(ev.IncidentResolved, incident_id=f"{r.node_id}:{run.attempt}", node_id=r.node_id,
-           resolution="retried")  # fmt: skip
+    # Verified resolution: the incident stays open until the retried node succeeds
+    # (`Decision.succeed` resolves it); a retry that fails again leaves it open.
     d.begin_attempt(r.node_id, d.d.node(r.node_id), run.attempt + 1)
 
 

@@ -19,7 +19,7 @@ from flowlog.aggregates.definition.compiled import (
 from flowlog.aggregates.errors import ExpressionError
 from flowlog.aggregates.execution import events as ev
 from flowlog.aggregates.execution.evolve import evolve
-from flowlog.aggregates.execution.jsonvalue import error_dict, to_json
+from flowlog.aggregates.execution.jsonvalue import error_dict, is_retryable, to_json
 from flowlog.aggregates.execution.nodes import start_node
 from flowlog.aggregates.execution.nodes.loop import iteration_vars, pump
 from flowlog.aggregates.execution.nodes.parallel import check_join
@@ -130,7 +130,7 @@ class Decision:
         """Record a failed attempt, then retry, or apply the node's failure policy."""
         self.emit(ev.NodeFailed, node_id=node_id, attempt=attempt, error=error)
         spec = cnode.spec
-        if error.get("retryable", True) and attempt < spec.retry.max_attempts:
+        if is_retryable(error) and attempt < spec.retry.max_attempts:
             due = retry_due_at(spec.retry, self.work.execution_id, node_id, attempt, self.now)
             self.emit(ev.NodeRetryScheduled, node_id=node_id, attempt=attempt,
                       next_attempt=attempt + 1, due_at=due)  # fmt: skip
@@ -141,8 +141,10 @@ class Decision:
             self.node_finished(node_id)
         elif spec.on_failure == "dead_letter":
             self.emit(ev.NodeDeadLettered, node_id=node_id, attempt=attempt, error=error)
-            self.emit(ev.IncidentRaised, incident_id=f"{node_id}:{attempt}", node_id=node_id,
-                      reason=f"{error.get('type')}: {error.get('message')}")  # fmt: skip
+            if not self.open_incidents(node_id):  # a failed retry: its incident stays open
+                self.emit(ev.IncidentRaised, incident_id=f"{node_id}:{attempt}",
+                          node_id=node_id,
+                          reason=f"{error.get('type')}: {error.get('message')}")  # fmt: skip
         else:
             self.emit(ev.ExecutionFailed, node_id=node_id,
                       error={"type": error.get("type", "Error"),
@@ -156,10 +158,23 @@ class Decision:
         loop_id, index = split_iteration(node_id)
         if index is not None:
             self.emit(ev.LoopIterationCompleted, node_id=loop_id, index=index, output=output)
+            self.resolve_retried(node_id)
             self.pump_loop(loop_id)
         else:
             self.emit(ev.NodeSucceeded, node_id=node_id, attempt=attempt, output=output)
+            self.resolve_retried(node_id)
             self._done.append(node_id)
+
+    def open_incidents(self, node_id: str) -> list[str]:
+        """The ids of the incidents open on ``node_id`` (dead-lettered, maybe retrying)."""
+        incidents = self.work.incidents
+        return sorted(i for i, n in incidents.items() if n == node_id) if incidents else []
+
+    def resolve_retried(self, node_id: str) -> None:
+        """Verified resolution: a node's incident resolves when a retry of it succeeds."""
+        for incident_id in self.open_incidents(node_id):
+            self.emit(ev.IncidentResolved, incident_id=incident_id, node_id=node_id,
+                      resolution="retried")  # fmt: skip
 
     def node_finished(self, node_id: str) -> None:
         """A node reached a terminal status without output (failed and continue, skipped)."""

@@ -1,4 +1,5 @@
-"""Make CEL results JSON: timestamps → ISO strings, durations → seconds, bytes → text."""
+"""JSON values of the domain: CEL results made JSON (timestamps → ISO strings, durations →
+seconds, bytes → text), and the one error value every failure record carries."""
 
 from __future__ import annotations
 
@@ -25,6 +26,30 @@ def to_json(value: Any) -> Any:
     return str(value)
 
 
+#: Whether an error that does not say is worth another attempt. Like Temporal's
+#: ApplicationError: retryable unless marked otherwise (attempts stay bounded by the policy).
+DEFAULT_RETRYABLE = True
+
+
 def error_dict(type_: str, message: str, retryable: bool) -> dict[str, Any]:
-    """The error record of NodeFailed / NodeDeadLettered."""
+    """The error record of NodeFailed / NodeDeadLettered / NodeResultReported."""
     return {"type": type_, "message": message, "retryable": retryable}
+
+
+def error_from(err: Any) -> dict[str, Any]:
+    """Any error mapping (a decoded record, a runner's outcome, a user's JSON) as the one
+    error value: ``type`` (default ``Error``), ``message`` and ``retryable``
+    (default `DEFAULT_RETRYABLE`). The single converter every reader and writer uses."""
+    if not isinstance(err, dict):
+        return error_dict("Error", "" if err is None else str(err), DEFAULT_RETRYABLE)
+    retryable = err.get("retryable")
+    return error_dict(str(err.get("type") or "Error"), str(err.get("message") or ""),
+                      DEFAULT_RETRYABLE if retryable is None else bool(retryable))
+
+
+def is_retryable(err: dict[str, Any] | None) -> bool:
+    """Whether ``err`` is worth another attempt (`DEFAULT_RETRYABLE` when it does not say)."""
+    if not err:
+        return DEFAULT_RETRYABLE
+    retryable = err.get("retryable")
+    return DEFAULT_RETRYABLE if retryable is None else bool(retryable)

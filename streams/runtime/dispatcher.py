@@ -26,13 +26,13 @@ import heapq
 import itertools
 import logging
 from collections import Counter, OrderedDict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from flowlog.aggregates import records as wire
+from flowlog.aggregates import records
 from flowlog.aggregates.definition.compiled import CompiledDefinition, split_iteration
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
@@ -202,7 +202,7 @@ class Dispatcher:
                     events = self.codec.decode(msg.value).record["events"]
                     for r in events:
                         if r["event_type"] not in _KNOWN:
-                            raise wire.WireError(f"{r['event_type']} is not an execution event")
+                            raise records.WireError(f"{r['event_type']} is not an execution event")
                 except Exception:
                     log.exception("unreadable execution-events record %s@%s", tp, msg.offset)
                     continue
@@ -333,14 +333,10 @@ class Dispatcher:
                 part.limited.discard(execution_id)
         for entry in admitted:
             self.stats["admitted"] += 1
-            record = {
-                **wire.envelope(
-                    "ExecutionAdmitted",
-                    event_id=wire.derived_id(entry.execution_id, "admitted"),
-                    execution_id=entry.execution_id, workflow_id=entry.workflow_id,
-                    workflow_version=entry.workflow_version, occurred_at=datetime.now(UTC),
-                    correlation_id=None, causation_id=None, tenant=entry.tenant),
-            }
+            record = records.admitted_record(
+                execution_id=entry.execution_id, workflow_id=entry.workflow_id,
+                workflow_version=entry.workflow_version, tenant=entry.tenant,
+                occurred_at=datetime.now(UTC))
             value = self.codec.encode("ExecutionAdmitted", record)
             sends.append(await self.producer.send(
                 self.commands_topic, value=value, key=entry.execution_id.encode(),
@@ -374,10 +370,6 @@ class Dispatcher:
         if definition is None:
             await self.follower.catch_up(within=5.0)
             definition = self.registry.definition(workflow_id, version)
-        env = dict(execution_id=execution_id, workflow_id=workflow_id,
-                   workflow_version=version, occurred_at=r["occurred_at"],
-                   correlation_id=r["correlation_id"], causation_id=r["event_id"],
-                   tenant=r["tenant"])
         self.stats["tasks"] += 1
         try:
             raw = r["input"]
@@ -393,25 +385,14 @@ class Dispatcher:
                     else {"value": node_input}, execution_id=execution_id, item=item))
         except Exception as exc:  # cannot be run: report the attempt failed, not retryable
             now = datetime.now(UTC)
-            record = {
-                **wire.envelope("NodeResultReported",
-                                event_id=wire.derived_id(r["task_key"], "result"), **env),
-                "node_id": node_id, "attempt": r["attempt"], "task_key": r["task_key"],
-                "status": "failed", "output": None,
-                "error": {"type": type(exc).__name__, "message": str(exc), "retryable": False},
-                "started_at": now, "finished_at": now, "model_calls": [], "tool_calls": [],
-            }
+            record = records.result_record(
+                r, status="failed", started_at=now, finished_at=now,
+                error={"type": type(exc).__name__, "message": str(exc), "retryable": False})
             value = self.codec.encode("NodeResultReported", record)
             return await self.producer.send(self.results_topic, value=value,
                                             key=execution_id.encode(), partition=p)
-        record = {
-            **wire.envelope("NodeTaskIssued", event_id=wire.derived_id(r["task_key"], "task"),
-                            **env),
-            "node_id": node_id, "node_type": r["node_type"], "attempt": r["attempt"],
-            "task_key": r["task_key"], "input": canonical_json(node_input),
-            "config": config_text, "timeout_ms": timeout_ms,
-            "deadline_at": r["occurred_at"] + timedelta(milliseconds=timeout_ms),
-        }
+        record = records.task_record(r, input_json=canonical_json(node_input),
+                                  config_json=config_text, timeout_ms=timeout_ms)
         value = self.codec.encode("NodeTaskIssued", record)
         return await self.producer.send(self.tasks_topic, value=value,
                                         key=execution_id.encode(), partition=p)
@@ -444,16 +425,12 @@ class Dispatcher:
                     heapq.heappush(heap, entry)  # the float rounded it early: next tick
                     break
                 x = part.execs[execution_id]
-                record = {
-                    **wire.envelope(
-                        "TimerFired", event_id=wire.derived_id(execution_id, timer_id, "fired"),
-                        execution_id=execution_id, workflow_id=x.workflow_id,
-                        workflow_version=x.workflow_version,
-                        occurred_at=datetime.now(UTC), correlation_id=x.correlation_id,
-                        causation_id=None, tenant=x.tenant),
-                    "timer_id": timer_id, "kind": kind, "node_id": node_id,
-                    "attempt": attempt, "due_at": due_at,
-                }
+                record = records.timer_fired_record(
+                    execution_id=execution_id, workflow_id=x.workflow_id,
+                    workflow_version=x.workflow_version, tenant=x.tenant,
+                    correlation_id=x.correlation_id, timer_id=timer_id, kind=kind,
+                    node_id=node_id, attempt=attempt, due_at=due_at,
+                    occurred_at=datetime.now(UTC))
                 value = self.codec.encode("TimerFired", record)
                 sends.append(await self.producer.send(
                     self.timers_topic, value=value, key=execution_id.encode(), partition=p))

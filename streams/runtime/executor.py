@@ -23,17 +23,15 @@ import asyncio
 import importlib
 import logging
 from collections import Counter, OrderedDict
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
-from flowlog.aggregates import records as wire
+from flowlog.aggregates import records
 from flowlog.schemas.events import NodeTaskIssued
 from flowlog.schemas.guard import DecodeGuard
-from flowlog.schemas.model import canonical_json
 from flowlog.streams.runtime.kafka import catalog, group_consumer
 
 from flowlog.settings import Settings
@@ -251,7 +249,7 @@ class Executor:
         accepted = self.guard.decode(msg)
         if accepted is None or not isinstance(accepted.event, NodeTaskIssued):
             if accepted is not None:
-                self.guard.quarantine(msg, wire.WireError(f"{accepted.name} is not a node task"))
+                self.guard.quarantine(msg, records.WireError(f"{accepted.name} is not a node task"))
             await asyncio.to_thread(self.guard.flush)
             self.stats["quarantined"] += 1
             return
@@ -276,22 +274,10 @@ class Executor:
                        task: NodeTaskIssued) -> None:
         try:
             outcome = await self.runner.run(task)
-            record = {
-                **wire.envelope(
-                    "NodeResultReported", event_id=wire.derived_id(task.task_key, "result"),
-                    execution_id=task.execution_id, workflow_id=task.workflow_id,
-                    workflow_version=task.workflow_version,
-                    occurred_at=outcome.finished_at or datetime.now(UTC),
-                    correlation_id=task.correlation_id, causation_id=task.event_id,
-                    tenant=task.tenant),
-                "node_id": task.node_id, "attempt": task.attempt, "task_key": task.task_key,
-                "status": outcome.status,
-                "output": None if outcome.output is None else canonical_json(outcome.output),
-                "error": wire._error_out(outcome.error),
-                "started_at": outcome.started_at, "finished_at": outcome.finished_at,
-                "model_calls": list(outcome.model_calls or []),
-                "tool_calls": list(outcome.tool_calls or []),
-            }
+            record = records.result_record(
+                task, status=outcome.status, output=outcome.output, error=outcome.error,
+                started_at=outcome.started_at, finished_at=outcome.finished_at,
+                model_calls=outcome.model_calls, tool_calls=outcome.tool_calls)
             value = self.codec.encode("NodeResultReported", record)
             fut = await self._send(partition, task.execution_id, value)
             # the loop gathers the ack (`settle`), then the offset may be committed

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from flowlog.aggregates import records as wire
+from flowlog.aggregates import records
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime.commits import Committer, poll_loop
@@ -68,7 +68,7 @@ class Orchestrator:
         self.registry = follower.registry
         self.producer = producer
         # No pydantic on the hot path: the Avro decode already enforces the types, and
-        # wire.record_to_input checks the fields the domain uses (a bad one is quarantined).
+        # records.record_to_input checks the fields the domain uses (a bad one is quarantined).
         self.guard = guard or DecodeGuard.from_settings(settings, validate=False)
         self.codec = self.guard.codec
         cat = catalog(settings)
@@ -110,7 +110,7 @@ class Orchestrator:
         async for msg in read_partition(self.settings, self.events_topic, partition):
             try:
                 record = self.codec.decode(msg.value).record
-                events = wire.batch_events(record)
+                events = records.batch_events(record)
             except Exception:
                 log.exception("unreadable execution-events record %s@%s", partition, msg.offset)
                 continue
@@ -164,11 +164,11 @@ class Orchestrator:
             return None
         name, record = accepted.name, accepted.record
         try:
-            if name not in wire.INPUT_NAMES:
-                raise wire.WireError(f"{name} is not an orchestrator input")
+            if name not in records.INPUT_NAMES:
+                raise records.WireError(f"{name} is not an orchestrator input")
             execution_id = record["execution_id"]
             if msg.key is not None and msg.key.decode(errors="replace") != execution_id:
-                raise wire.WireError(
+                raise records.WireError(
                     f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
                     "the record may sit on another execution's partition")
             state = states.get(execution_id) or ExecutionState()
@@ -184,7 +184,7 @@ class Orchestrator:
                     queue = True  # flow control per tenant: every execution is admitted
             elif state.phase != "pending":
                 definition = self.registry.definition(state.workflow_id, state.workflow_version)
-            inp = wire.record_to_input(name, record, version)
+            inp = records.record_to_input(name, record, version)
             events = decide(state, inp, datetime.now(UTC), definition, accepting=accepting,
                             queue=queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
@@ -207,6 +207,6 @@ class Orchestrator:
         states[execution_id] = state.retired() if state.finished else state
         self.stats["decisions"] += 1
         self.stats["events"] += len(events)
-        value = self.codec.encode("ExecutionEventBatch", wire.batch_record(events, inp.event_id))
+        value = self.codec.encode("ExecutionEventBatch", records.batch_record(events, inp.event_id))
         return await self.producer.send(self.events_topic, value=value,
                                         key=execution_id.encode(), partition=p)
