@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from flowlog.aggregates.definition.parse import parse_text
+from flowlog.aggregates.definition.tool_checks import check_tools
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.aggregates.errors import DefinitionParseError
 
@@ -18,8 +19,14 @@ workflows_app = typer.Typer(help="Workflow definitions.", no_args_is_help=True)
 @workflows_app.command("validate")
 def validate(
     file: Path = typer.Argument(..., help="A workflow definition (.yaml, .yml or .json)."),
+    allow_missing_tools: bool = typer.Option(
+        False, "--allow-missing-tools",
+        help="Accept tools not installed here (only some executor deployments have them)."),
 ) -> None:
-    """Validate a definition: print every error with its path (exit 1), or a summary (exit 0)."""
+    """Validate a definition: print every error with its path (exit 1), or a summary (exit 0).
+
+    Tool nodes are checked against the tools installed here (entry points and
+    FLOWLOG_TOOL_MODULES): the tool exists, and its input has the fields the tool needs."""
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -31,7 +38,13 @@ def validate(
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
     spec, issues = validate_definition(raw)
-    if spec is None:
+    if spec is not None:
+        from flowlog.settings import get_settings
+        from flowlog.streams.runtime.tools import tool_catalog
+
+        issues = check_tools(spec, tool_catalog(get_settings()),
+                             allow_missing=allow_missing_tools)
+    if spec is None or issues:
         err.print(f"[red]{file}: {len(issues)} error(s)[/red]")
         for issue in issues:
             err.print(f"  {issue.render()}", markup=False)
@@ -48,6 +61,9 @@ def validate(
 def apply(
     files: list[Path] = typer.Argument(..., help="Definition files (.yaml, .yml or .json)."),
     draft: bool = typer.Option(False, "--draft", help="Publish without activating."),
+    allow_missing_tools: bool = typer.Option(
+        False, "--allow-missing-tools",
+        help="Accept tools not installed here (only some executor deployments have them)."),
 ) -> None:
     """Validate, then publish each definition (a new version only when it changed) and
     activate it unless --draft. Exit 1 on the first invalid file (nothing of it published)."""
@@ -59,7 +75,8 @@ def apply(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for file in files:
         try:
-            out.print(apply_definition(get_settings(), file, draft=draft), markup=False)
+            out.print(apply_definition(get_settings(), file, draft=draft,
+                                       allow_missing_tools=allow_missing_tools), markup=False)
         except OSError as exc:
             err.print(f"[red]error[/red]: cannot read {file}: {exc.strerror}")
             raise typer.Exit(2) from None

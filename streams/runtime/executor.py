@@ -20,7 +20,6 @@ after a crash, never less.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections import Counter, OrderedDict
 from typing import Any, Protocol
@@ -71,9 +70,7 @@ def default_runner(settings: Settings) -> Runner:
     from flowlog.streams.runtime.subworkflow import run_subworkflow_node
 
     tools = ToolRegistry()
-    for name in settings.tool_modules:
-        for tool in getattr(importlib.import_module(name), "TOOLS", ()):
-            tools.register(tool)
+    tools.register_modules(settings.tool_modules)
     return TaskRunner(settings, tools=tools,
                       node_runners={"subworkflow": run_subworkflow_node})
 

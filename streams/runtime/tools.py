@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from flowlog.aggregates.definition.model import WorkflowSpec
 from flowlog.aggregates.definition.parse import parse_text
+from flowlog.aggregates.definition.tool_checks import check_tools
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.aggregates.errors import DefinitionInvalid
 from flowlog.schemas.codec import Codec
@@ -38,16 +40,37 @@ async def load_registry(settings: Settings) -> RegistryFollower:
     return follower
 
 
-def apply_definition(settings: Settings, path: Path, *, draft: bool = False) -> str:
+def tool_catalog(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The tools an executor with these settings has: entry points plus tool modules."""
+    from flowlog.streams.executors.tools.registry import ToolRegistry
+
+    registry = ToolRegistry()
+    registry.register_modules(settings.tool_modules)
+    return registry.catalog()
+
+
+def check_definition(settings: Settings, raw: Any, *, allow_missing_tools: bool = False
+                     ) -> WorkflowSpec:
+    """Validate a parsed definition, including its tool and agent nodes against the tools
+    installed here; raises `DefinitionInvalid` with every issue."""
+    spec, issues = validate_definition(raw)
+    if spec is None:
+        raise DefinitionInvalid(issues)
+    issues = check_tools(spec, tool_catalog(settings), allow_missing=allow_missing_tools)
+    if issues:
+        raise DefinitionInvalid(issues)
+    return spec
+
+
+def apply_definition(settings: Settings, path: Path, *, draft: bool = False,
+                     allow_missing_tools: bool = False) -> str:
     """Validate and publish a definition; returns what was done (a line for the user).
 
     Idempotent: the same content as the newest version publishes nothing (but activates it
     unless ``draft``, when it is not active).
     """
     raw = parse_text(path.read_text(encoding="utf-8"), filename=path.name)
-    spec, issues = validate_definition(raw)
-    if spec is None:
-        raise DefinitionInvalid(issues)
+    spec = check_definition(settings, raw, allow_missing_tools=allow_missing_tools)
     ensure_topics(settings)
 
     async def current() -> tuple[int, dict[str, Any] | None, str]:

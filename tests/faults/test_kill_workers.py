@@ -118,7 +118,8 @@ def _terminal_count(events: list[dict[str, Any]]) -> dict[str, int]:
 
 async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap: str,
                                             tmp_path: Path) -> None:
-    s = settings.model_copy(update={"default_partitions": 6})
+    s = settings.model_copy(update={"default_partitions": 6,
+                                    "tool_modules": ["tests.e2e.e2e_tools"]})
     await asyncio.to_thread(ensure_topics, s)
     definition = tmp_path / "chaos.yaml"
     definition.write_text(DEFINITION)

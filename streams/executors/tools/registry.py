@@ -65,6 +65,18 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        """Each tool's input JSON schema by name: what definition checks need to know."""
+        return {name: tool.Input.model_json_schema() for name, tool in self._tools.items()}
+
+    def register_modules(self, modules: list[str]) -> None:
+        """Register the ``TOOLS`` of each module (the ``FLOWLOG_TOOL_MODULES`` setting)."""
+        import importlib
+
+        for module in modules:
+            for tool in getattr(importlib.import_module(module), "TOOLS", ()):
+                self.register(tool)
+
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
