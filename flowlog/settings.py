@@ -187,6 +187,29 @@ class Settings(BaseSettings):
         "a decision and before committing its input offsets.",
     )
 
+    # --- observability (flowlog/observability; README "Observability and operations") ---
+    metrics_enabled: bool = Field(
+        True, description="Each process serves /metrics, /healthz and /readyz over HTTP.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds to (0.0.0.0 in "
+        "containers).")
+    metrics_port: int = Field(
+        0, description="Port of the metrics endpoint; 0: a free port chosen by the OS, "
+        "written to <state_dir>/run/metrics/<process>-<pid>.json (Prometheus file_sd).")
+    metrics_lag_interval_s: float = Field(
+        5.0, description="How often consumer lag is sampled into flowlog_consumer_lag.")
+    log_json: bool = Field(
+        True, description="Worker logs are JSON lines (structlog); false: plain text.")
+    trace_enabled: bool = Field(
+        True, description="OpenTelemetry trace ids are made and carried in Kafka headers "
+        "and logs; false: no tracing at all.")
+    trace_sample_ratio: float = Field(
+        1.0, description="Share of new traces recorded when an exporter is set (parent-"
+        "based: the trigger's decision holds for its execution).")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces);"
+        " unset: spans are not exported (off by default).")
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
