@@ -187,6 +187,56 @@ class Settings(BaseSettings):
         "a decision and before committing its input offsets.",
     )
 
+    # --- ingress (api/auth, api/webhooks, api/gateway, streams/triggers; docs/ingress.md) ---
+    auth_jwt_secret: str | None = Field(
+        None, description="HS256 key of access tokens; default: a random key kept in "
+        "<state_dir>/auth_jwt_secret (set it when several hosts verify tokens).",
+    )
+    auth_access_ttl_s: int = Field(900, description="Lifetime of an access token (seconds).")
+    auth_refresh_ttl_s: int = Field(
+        30 * 86400, description="Lifetime of a refresh token (seconds); each use rotates it."
+    )
+    auth_rate_per_s: float = Field(
+        50.0, description="Requests per second one principal (user or API key) may make."
+    )
+    auth_rate_burst: float = Field(100.0, description="Burst of the per-principal rate limit.")
+    auth_cache_ttl_s: float = Field(
+        5.0, description="Seconds an API key lookup is cached in a process (a revoked key "
+        "is refused within this time).",
+    )
+    webhook_host: str = Field("127.0.0.1", description="Address the webhook gateway binds to.")
+    webhook_port: int = Field(8081, description="Port of the webhook gateway.")
+    webhook_max_body_bytes: int = Field(
+        1_048_576, description="Largest webhook body accepted (bigger: 413); a trigger's "
+        "max_body may lower it."
+    )
+    webhook_tolerance_s: int = Field(
+        300, description="How old a signed webhook's timestamp may be (either way), seconds."
+    )
+    webhook_rate_per_ip: float = Field(
+        200.0, description="Webhook requests per second one client IP may send (429 beyond)."
+    )
+    webhook_rate_per_key: float = Field(
+        2000.0, description="Webhook requests per second one registration (signing key) "
+        "accepts (429 beyond)."
+    )
+    webhook_wait_max_s: float = Field(
+        30.0, description="Longest a caller may wait for an execution's result (?wait=)."
+    )
+    webhook_refresh_s: float = Field(
+        1.0, description="How often the webhook gateway re-reads webhook_registrations."
+    )
+    scheduler_tick_s: float = Field(1.0, description="How often the scheduler looks for due slots.")
+    scheduler_lock_ttl_s: float = Field(
+        30.0, description="Lifetime of a scheduler's fenced slot lock (renewed while held)."
+    )
+    scheduler_max_catchup: int = Field(
+        100, description="Most missed slots one schedule fires after downtime under "
+        "missed: run_all (the rest are recorded as missed).",
+    )
+    gateway_host: str = Field("127.0.0.1", description="Address the command gateway binds to.")
+    gateway_port: int = Field(8082, description="Port of the command gateway.")
+
     # --- observability (flowlog/observability; README "Observability and operations") ---
     metrics_enabled: bool = Field(
         True, description="Each process serves /metrics, /healthz and /readyz over HTTP.")

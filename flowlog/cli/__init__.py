@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from flowlog.cli import auth as auth_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, services, workflows
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ workflows.register(app)
 engine.register(app)
 bench.register(app)
 db.register(app)
+auth_cli.register(app)
 
 
 def main() -> None:
