@@ -90,6 +90,8 @@ class CancelRequested(Event):
     topic: ClassVar[str] = "commands"
     event_type: Literal["CancelRequested"] = "CancelRequested"
     reason: str = ""
+    requested_by: str | None = Field(
+        None, description="who asked (an operator's user name, or a process like deadletters)")
 
 
 class RetryNodeRequested(Event):
@@ -97,12 +99,16 @@ class RetryNodeRequested(Event):
     event_type: Literal["RetryNodeRequested"] = "RetryNodeRequested"
     node_id: str
     reason: str = ""
+    requested_by: str | None = Field(
+        None, description="who asked (an operator's user name, or a process like deadletters)")
 
 
 class ResumeRequested(Event):
     topic: ClassVar[str] = "commands"
     event_type: Literal["ResumeRequested"] = "ResumeRequested"
     reason: str = ""
+    requested_by: str | None = Field(
+        None, description="who asked (an operator's user name, or a process like deadletters)")
 
 
 class EventReceived(Event):
