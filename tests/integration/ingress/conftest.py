@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import uvicorn
-
 from flowlog.projections.migrate import migrate
+
 from flowlog.settings import Settings
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-
 from flowlog.api.auth import deps
 from flowlog.api.auth.bootstrap import auth_service
 from flowlog.api.auth.model import Principal
+
 from flowlog.settings import Settings
 from tests.integration.ingress.conftest import LiveServer
 

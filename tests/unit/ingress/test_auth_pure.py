@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from flowlog.api.auth.model import Forbidden, Principal, Role, Unauthenticated
 from flowlog.api.auth.secrets import (
     OpaqueToken,
@@ -73,7 +72,7 @@ def test_access_tokens_verify_expire_and_resist_tampering() -> None:
     with pytest.raises(Unauthenticated, match="invalid"):
         decode_access(f"{head}.{body}x.{sig}", "k" * 32)
     old = encode_access(_claims(iat=1, exp=2), "k" * 32)
-    with pytest.raises(Unauthenticated, match="expired.*refresh"):
+    with pytest.raises(Unauthenticated, match=r"expired.*refresh"):
         decode_access(old, "k" * 32)
     with pytest.raises(Unauthenticated, match="not an access token"):
         decode_access(encode_access(_claims(typ="refresh"), "k" * 32), "k" * 32)
