@@ -22,12 +22,10 @@ def worker(
     log_level: str = typer.Option("info", "--log-level", "-l", help="debug, info, warning"),
 ) -> None:
     """Run engine roles and processes until SIGINT/SIGTERM. Any number of each may run."""
+    from flowlog.observability import start_process
     from flowlog.processes import PROCESSES, load
     from flowlog.streams.runtime.worker import Worker, expand
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     engine_roles = [r for r in roles if r not in PROCESSES]
     others = [r for r in roles if r in PROCESSES]
     try:
@@ -44,14 +42,20 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # JSON logs, tracing and /metrics /healthz /readyz (flowlog/observability)
+        names = [*(expand(engine_roles) if engine_roles else []), *others]
+        obs = start_process(settings, "+".join(names), names, log_level=log_level)
         w = Worker(settings, engine_roles) if engine_roles else None
         if w is not None:
             await w.start()
+            for role, comp in w.components.items():
+                obs.watch_consumer(role, comp.consumer)
         waiters: set[asyncio.Task[None]] = {
             asyncio.create_task(load(name)(settings, stop), name=name)
             for name in others}
         if w is not None:
             waiters.add(asyncio.create_task(w.wait(), name="engine"))
+        obs.ready()
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({*waiters, stopper},
@@ -60,7 +64,12 @@ def worker(
             for t in done:
                 if t is not stopper:
                     t.result()  # a process that ended on its own: raise its error
+        except Exception as exc:
+            obs.failed(repr(exc))
+            logging.getLogger("flowlog.worker").exception("worker stopped on an error")
+            raise
         finally:
+            obs.ready(False)
             stop.set()
             stopper.cancel()
             if w is not None:
@@ -70,6 +79,7 @@ def worker(
                 await asyncio.wait(pending, timeout=30)
             for t in pending:
                 t.cancel()
+            obs.stop()
 
     asyncio.run(main())
 

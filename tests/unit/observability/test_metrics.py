@@ -95,3 +95,25 @@ def test_model_calls_count_tokens_and_cost() -> None:
     assert value("flowlog_llm_tokens_total",
                  {"provider": "openai", "model": "m-u", "direction": "in"}) >= 10
     assert value("flowlog_llm_cost_usd_total", {"provider": "openai", "model": "m-u"}) >= 0.5
+
+
+def test_http_latency_is_labelled_by_route_template() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from flowlog.observability.http import instrument_app
+
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    instrument_app(app)
+    client = TestClient(app)
+    assert client.get("/things/abc").status_code == 200
+    assert client.get("/things/def").status_code == 200
+    assert client.get("/missing").status_code == 404
+    labels = {"route": "/things/{thing_id}", "method": "GET", "status": "200"}
+    assert value("flowlog_http_request_seconds_count", labels) == 2
+    assert value("flowlog_http_request_seconds_count",
+                 {"route": "<unmatched>", "method": "GET", "status": "404"}) >= 1
