@@ -7,7 +7,7 @@ references in `checks.py`.
 
 from __future__ import annotations
 
-from flowlog.aggregates.definition import checks
+from flowlog.aggregates.definition import checks, trigger_checks
 from flowlog.aggregates.definition.fields import Collected, Issues, join_path
 from flowlog.aggregates.definition.model import (
     FAILURE_POLICIES,
@@ -44,8 +44,8 @@ TYPE_KEYS: dict[str, set[str]] = {
 }
 TRIGGER_KEYS: dict[str, set[str]] = {
     "manual": set(),
-    "webhook": {"path", "method"},
-    "schedule": {"cron", "timezone", "input"},
+    "webhook": trigger_checks.WEBHOOK_KEYS,
+    "schedule": trigger_checks.SCHEDULE_KEYS,
     "event": {"event", "filter"},
     "poll": {"url", "interval", "filter"},
 }
@@ -154,13 +154,14 @@ def _triggers(issues: Issues, value: object, found: Collected) -> tuple[TriggerS
         config = {k: v for k, v in trig.items() if k != "type"}
         if typ == "schedule":
             checks.check_cron(issues, path, trig.get("cron"), trig.get("timezone"))
+            trigger_checks.check_schedule(issues, path, trig)
         elif typ == "event":
             issues.string(join_path(path, "event"), trig.get("event"), required=True)
         elif typ == "poll":
             issues.string(join_path(path, "url"), trig.get("url"), required=True)
             issues.duration(join_path(path, "interval"), trig.get("interval"), required=True)
         elif typ == "webhook":
-            issues.string(join_path(path, "path"), trig.get("path"))
+            trigger_checks.check_webhook(issues, path, trig, found)
         if typ in ("event", "poll") and trig.get("filter") is not None:
             fpath = join_path(path, "filter")
             if issues.string(fpath, trig.get("filter"), required=True) is not None:
