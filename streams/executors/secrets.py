@@ -51,6 +51,17 @@ def _walk_refs(value: Any, found: set[str]) -> None:
             _walk_refs(v, found)
 
 
+def mentions_ref(value: Any) -> bool:
+    """Whether any string in a JSON value holds ``${secret:`` (a reference, or an escaped one)."""
+    if isinstance(value, str):
+        return "${secret:" in value
+    if isinstance(value, Mapping):
+        return any(mentions_ref(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(mentions_ref(v) for v in value)
+    return False
+
+
 def substitute(value: Any, secrets: Mapping[str, str]) -> Any:
     """A copy of `value` with every `${secret:NAME}` replaced (names must be in `secrets`)."""
     if isinstance(value, str):
@@ -138,10 +149,12 @@ class SecretResolver:
         )
 
     async def resolve_config(self, config: Any) -> tuple[Any, set[str]]:
-        """`config` with every reference resolved, and the set of values used."""
+        """`config` with every reference resolved and every escaped one (`$${secret:..}`,
+        data a template inserted) turned back into its literal text, so the bytes sent out
+        equal the data; and the set of secret values used."""
         names = find_refs(config)
         if not names:
-            return config, set()
+            return (substitute(config, {}) if mentions_ref(config) else config), set()
         values = {name: await self.resolve(name) for name in sorted(names)}
         return substitute(config, values), set(values.values())
 

@@ -33,6 +33,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""  # raw (percent-encoded) query string
 
     @property
     def text(self) -> str:
@@ -93,6 +94,7 @@ class FakeWebhookServer:
                 self.requests.append(Received(
                     request.method, request.url.path,
                     {k.lower(): v for k, v in request.headers.items()}, body,
+                    request.url.query,
                 ))  # fmt: skip
                 plan = self._plan.popleft() if self._plan else Planned()
             if plan.hang_s:
