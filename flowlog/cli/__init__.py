@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, services, workflows
 
@@ -20,6 +21,7 @@ engine.register(app)
 bench.register(app)
 db.register(app)
 auth_cli.register(app)
+audit_cli.register(app)
 
 
 def main() -> None:
