@@ -178,6 +178,15 @@ class Settings(BaseSettings):
         "in order (Redis admission).",
     )
     timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
+
+    # --- audit store and replay tooling (projections/audit; docs/audit.md) ---
+    audit_snapshot_every: int = Field(
+        100, description="The audit store snapshots an execution every this many events."
+    )
+    audit_cache_executions: int = Field(
+        10_000, description="Executions the audit projector keeps in memory (LRU); a miss "
+        "reloads from the store (snapshot + tail).",
+    )
     tool_modules: list[str] = Field(
         default_factory=list,
         description="Extra tool modules (JSON list); each exposes TOOLS, a list of tool classes.",
@@ -195,15 +204,6 @@ class Settings(BaseSettings):
     auth_access_ttl_s: int = Field(900, description="Lifetime of an access token (seconds).")
     auth_refresh_ttl_s: int = Field(
         30 * 86400, description="Lifetime of a refresh token (seconds); each use rotates it."
-
-    # --- audit store and replay tooling (projections/audit; docs/audit.md) ---
-    audit_snapshot_every: int = Field(
-        100, description="The audit store snapshots an execution every this many events."
-    )
-    audit_cache_executions: int = Field(
-        10_000, description="Executions the audit projector keeps in memory (LRU); a miss "
-        "reloads from the store (snapshot + tail).",
-    )
     )
     auth_rate_per_s: float = Field(
         50.0, description="Requests per second one principal (user or API key) may make."
