@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     rabbitmq_password: str = Field("flowlog", description="RabbitMQ password.")
     rabbitmq_vhost: str = Field("flowlog", description="RabbitMQ virtual host.")
 
+    # --- dead letters (streams/deadletters, flowlog/cli/dlq.py; docs/deadletters.md) ---
+    deadletter_prefix: str | None = Field(
+        None, description="Prefix of the dead-letter exchanges and queues on RabbitMQ; "
+        "default `<topic_prefix>dl`.")
+    deadletter_ladder: list[float] = Field(
+        [60.0, 600.0, 3600.0], description="Delays (seconds) of the automatic retry ladder "
+        "(JSON list); after the last rung a dead letter is parked for an operator.")
+    deadletter_ladders: dict[str, list[float]] = Field(
+        {}, description="Ladders per workflow id (JSON object of lists), over "
+        "deadletter_ladder; `[]` parks at once.")
+    deadletter_batch: int = Field(
+        500, description="Dead letters the bridge takes per batch (RabbitMQ prefetch) and "
+        "the publisher confirms at once.")
+    deadletter_depth_interval_s: float = Field(
+        5.0, description="How often the bridge samples queue depths and the oldest dead "
+        "letter's age for /metrics.")
+
     # --- claim check (payloads too large for a Kafka record) ---
     claim_check_threshold_bytes: int = Field(
         512 * 1024, description="Payloads larger than this go to the blob store."

@@ -1,0 +1,212 @@
+"""The bridge: dead letters whose delay is over (the due queue) → `RetryNodeRequested` on
+Kafka; and `run`, the `flowlog worker deadletters` process (publisher + bridge + metrics).
+
+A batch of due messages (up to ``deadletter_batch``, the prefetch) is read, each parsed:
+a malformed one is published to the parking queue with the reason (confirmed) and never
+retried; the others become retry commands whose event ids derive from their message ids.
+Only once Kafka acknowledged the commands are the messages acknowledged. A crash (kill -9)
+before that redelivers them: the same commands again, which the orchestrator already
+applied (it remembers applied input ids), so none is applied twice. Duplicates of one
+message id (a re-published dead letter) make the same command too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from flowlog.streams.deadletters import metrics, topology
+from flowlog.streams.deadletters.commands import CommandWriter, retry_record
+from flowlog.streams.deadletters.message import (
+    H_BY,
+    H_REASON,
+    PARKED,
+    MalformedDeadLetter,
+    ladder_for,
+    parse,
+)
+from flowlog.streams.deadletters.publisher import Publisher
+from flowlog.streams.runtime.kafka import ensure_topics, producer
+from flowlog.streams.runtime.registry import RegistryFollower
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+BRIDGE = "deadletters"  # requested_by of the ladder's retry commands
+
+
+def park_malformed(message: AbstractIncomingMessage, reason: str) -> aio_pika.Message:
+    """A copy of an unreadable message for the parking queue, with why it is there."""
+    headers = dict(message.headers or {})
+    headers[H_REASON] = reason[:1000]
+    headers[H_BY] = BRIDGE
+    return aio_pika.Message(
+        message.body, message_id=message.message_id, content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, timestamp=message.timestamp,
+        headers=headers, type=message.type)
+
+
+class Bridge:
+    def __init__(self, settings: Settings, kafka_producer: Any) -> None:
+        self.settings = settings
+        self.writer = CommandWriter(settings, kafka_producer)
+        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.bridged = 0
+        self.malformed = 0
+        self.batches = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume the due queue until ``stop``; reconnects when RabbitMQ goes away."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("deadletters bridge: %r; reconnecting in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        connection = await topology.connect(self.settings)
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            await channel.set_qos(prefetch_count=self.settings.deadletter_batch)
+            topo = await topology.declare(channel, self.settings)
+            self.inbox = asyncio.Queue()
+            tag = await topo.due.consume(self.inbox.put)
+            try:
+                while not stop.is_set():
+                    if connection.is_closed:
+                        raise ConnectionError("the RabbitMQ connection closed")
+                    try:
+                        first = await asyncio.wait_for(self.inbox.get(), 0.2)
+                    except TimeoutError:
+                        continue
+                    batch = [first]
+                    while len(batch) < self.settings.deadletter_batch:
+                        try:
+                            batch.append(self.inbox.get_nowait())
+                        except asyncio.QueueEmpty:
+                            break
+                    await self.handle(batch, topo)
+            finally:
+                with contextlib.suppress(Exception):
+                    await topo.due.cancel(tag)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def handle(self, batch: list[AbstractIncomingMessage], topo: topology.Topology
+                     ) -> None:
+        commands = []
+        bad: list[tuple[AbstractIncomingMessage, str]] = []
+        seen: set[str] = set()
+        s = self.settings
+        for message in batch:
+            try:
+                letter = parse(message.body, message.message_id)
+            except MalformedDeadLetter as exc:
+                bad.append((message, f"malformed: {exc}"))
+                continue
+            if letter.message_id in seen:
+                continue  # a duplicate in this batch: the same command, once is enough
+            seen.add(letter.message_id)
+            n = len(ladder_for(letter.workflow_id, s.deadletter_ladder, s.deadletter_ladders))
+            commands.append(("RetryNodeRequested", retry_record(
+                letter, requested_by=BRIDGE,
+                reason=f"retry ladder: rung {letter.rung + 1} of {n} is over")))
+        await self.writer.send_all(commands)  # acknowledged by Kafka before any ack here
+        for message, reason in bad:
+            await topo.exchange.publish(park_malformed(message, reason),
+                                        routing_key=f"{PARKED}.malformed.unknown", timeout=30)
+            log.warning("deadletters bridge: parked message %s: %s", message.message_id, reason)
+        await batch[-1].ack(multiple=True)  # every earlier delivery of this channel too
+        self.bridged += len(commands)
+        self.malformed += len(bad)
+        self.batches += 1
+        metrics.RETRIES.labels("ladder").inc(len(commands))
+        metrics.MALFORMED.inc(len(bad))
+
+
+async def _sample_forever(settings: Settings, stop: asyncio.Event) -> None:
+    """Queue depths and the oldest dead letter's age into the gauges, every interval."""
+    while not stop.is_set():
+        try:
+            connection = await topology.connect(settings)
+            try:
+                channel = await connection.channel()
+                topo = await topology.declare(channel, settings)
+                while not stop.is_set():
+                    await metrics.sample(topo, channel)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), settings.deadletter_depth_interval_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("deadletters: sampling queue depths failed (%r)", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.deadletter_depth_interval_s)
+
+
+def _serve_metrics(settings: Settings) -> Any:
+    """/metrics: the observability area's endpoint when it exists, else prometheus-client's
+    own small server (returns something with ``stop()``/``shutdown()`` or None)."""
+    if not settings.metrics_enabled:
+        return None
+    try:
+        from flowlog.observability import start_process
+
+        obs = start_process(settings, "deadletters")
+        obs.ready()
+        return obs
+    except ImportError:  # the observability area not there yet
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        log.info("deadletters: /metrics on %s:%s", settings.metrics_host, server.server_port)
+        return server
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """`flowlog worker deadletters`: publish dead letters to RabbitMQ, bridge due ones back
+    to Kafka, sample the queues for /metrics; until ``stop`` is set."""
+    await asyncio.to_thread(ensure_topics, settings)
+    follower = RegistryFollower(settings)
+    await follower.start()
+    kafka = producer(settings)
+    await kafka.start()
+    served = _serve_metrics(settings)
+    publisher = Publisher(settings, follower)
+    bridge = Bridge(settings, kafka)
+    tasks = [asyncio.create_task(publisher.run(stop), name="deadletters-publisher"),
+             asyncio.create_task(bridge.run(stop), name="deadletters-bridge"),
+             asyncio.create_task(_sample_forever(settings, stop), name="deadletters-metrics")]
+    try:
+        done, _ = await asyncio.wait([asyncio.create_task(stop.wait()), *tasks],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in tasks:
+                task.result()  # a part that ended on its own: raise why
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 15)
+        await kafka.stop()
+        await follower.stop()
+        if served is not None:
+            for name in ("stop", "shutdown"):
+                if hasattr(served, name):
+                    getattr(served, name)()
+                    break
