@@ -21,7 +21,6 @@ ProcessMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 PROCESSES: dict[str, str] = {
     "webhooks": "flowlog.api.webhooks.service:run",  # ingress
-    "webhooks": "flowlog.api.webhooks.service:run",  # ingress
     "deadletters": "flowlog.streams.deadletters.bridge:run",
     "projector": "flowlog.projections.worker:run",
     "audit": "flowlog.projections.audit.projector:run",
