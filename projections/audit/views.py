@@ -90,11 +90,8 @@ class Change:
                 "after": self.after}
 
 
-_MISSING = object()
-
-
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Dict leaves by dotted path; lists and scalars are leaves; an empty dict is a leaf."""
+    """Dict leaves by dotted path; lists, scalars and empty dicts are leaves."""
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for key, inner in value.items():
@@ -103,19 +100,26 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _walk(a: Any, b: Any, path: str, out: list[Change]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in b:
+                out.append(Change(sub, a[key], None, "removed"))
+            elif key not in a:
+                out.append(Change(sub, None, b[key], "added"))
+            else:
+                _walk(a[key], b[key], sub, out)
+    elif a != b or type(a) is not type(b):
+        out.append(Change(path, a, b, "changed"))
+
+
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
-    """Exactly the leaves that differ between two views, in path order."""
-    a, b = flatten(before), flatten(after)
-    changes = []
-    for path in sorted(a.keys() | b.keys()):
-        x, y = a.get(path, _MISSING), b.get(path, _MISSING)
-        if x is _MISSING:
-            changes.append(Change(path, None, y, "added"))
-        elif y is _MISSING:
-            changes.append(Change(path, x, None, "removed"))
-        elif x != y or type(x) is not type(y):
-            changes.append(Change(path, x, y, "changed"))
-    return changes
+    """Exactly the fields that differ between two views: a key only one side has is one
+    `added`/`removed` change (with its whole value); a value that differs is `changed`."""
+    out: list[Change] = []
+    _walk(before, after, "", out)
+    return out
 
 
 # --- history -------------------------------------------------------------------------------
