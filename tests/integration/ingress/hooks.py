@@ -37,9 +37,12 @@ def signed(body: bytes, *, ts: int | None = None, secret: str = SECRET) -> dict[
 
 
 def write_definition(folder: Path, workflow_id: str, triggers: list[dict[str, Any]],
-                     nodes: dict[str, Any] | None = None) -> Path:
-    doc = {"id": workflow_id, "secrets": ["HOOK"], "triggers": triggers,
-           "nodes": nodes or {"echo": {"type": "transform", "output": "inputs"}}}
+                     nodes: dict[str, Any] | None = None,
+                     outputs: dict[str, str] | None = None) -> Path:
+    doc: dict[str, Any] = {"id": workflow_id, "secrets": ["HOOK"], "triggers": triggers,
+                           "nodes": nodes or {"echo": {"type": "transform", "output": "inputs"}}}
+    if outputs:
+        doc["outputs"] = outputs
     path = folder / f"{workflow_id}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
