@@ -4,25 +4,30 @@ STAMP  := .cache/install.stamp
 SVC    := $(PYTHON) -m flowlog.infra.services.manager
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status test test-unit test-integration lint run bench clean
+.PHONY: help install up down status test test-unit test-integration lint run stop bench clean
 
 help:
-	@echo "make run     - start the services and the engine (see README)"
+	@echo "make run     - the whole system: services, every flowlog process, a demo (see README)"
+	@echo "make stop    - stop what make run started"
 	@echo "make test    - install what is missing, start the services, run every test"
 	@echo "make up|down|status - the local Kafka, PostgreSQL, Redis and RabbitMQ"
 	@echo "make bench   - the benchmark scripts (figures to benchmarks/results/)"
 	@echo "make lint    - ruff and mypy"
 
 # The stamp alone is not trusted: a machine can keep the checkout but lose site-packages.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/pyproject.toml
 	@mkdir -p .cache
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e examples
 	@touch $(STAMP)
 
 install: $(STAMP)
-	@$(PYTHON) -c 'import flowlog.infra.services.manager, faust, pytest' 2>/dev/null || \
+	@$(PYTHON) -c 'import flowlog.infra.services.manager, faust, pytest, flowlog_examples' \
+	  2>/dev/null || \
 	  { echo "flowlog is not importable by $(PYTHON): installing"; \
-	    $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]' && touch $(STAMP); }
+	    $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]' && \
+	    $(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e examples && \
+	    touch $(STAMP); }
 
 up: install
 	$(SVC) up
@@ -44,8 +49,13 @@ test: up lint
 test-unit: install
 	$(PYTHON) -m pytest -m unit $(PYTEST_ARGS)
 
+# the whole system as one supervisor of OS processes (infra/supervisor.py); Ctrl-C or
+# `make stop` (from another shell) ends everything it started
 run: up
-	$(PYTHON) -m flowlog.cli run
+	$(PYTHON) -m flowlog.cli run $(RUN_ARGS)
+
+stop: install
+	$(PYTHON) -m flowlog.cli stop
 
 bench: up
 	$(PYTHON) benchmarks/bench_kafka.py
