@@ -292,6 +292,19 @@ class Settings(BaseSettings):
 
     @property
     def pg_dsn(self) -> str:
+    # --- projections (projections/; docs/projections.md) ---
+    projectors: list[str] = Field(
+        ["readmodel", "analytics"], description="Projectors `flowlog worker projector` runs "
+        "(JSON list): readmodel, analytics.")
+    projector_batch_records: int = Field(
+        2000, description="Kafka records per projector transaction (at most).")
+    projector_live_status: bool = Field(
+        True, description="Publish changed executions' status on Redis pub/sub after each "
+        "committed batch (channels <topic prefix>status and <topic prefix>status.<id>).")
+    rollup_interval_s: float = Field(
+        5.0, description="How often the analytics projector recomputes the per-minute "
+        "rollups of the minutes it changed (plain PostgreSQL form).")
+
         return (
             f"postgresql://{self.pg_user}:{self.pg_password}"
             f"@{self.pg_host}:{self.pg_port}/{self.pg_database}"

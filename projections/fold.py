@@ -466,7 +466,7 @@ class _SavingDict(dict[NodeKey, Row]):
             old = self.target.get(key)
             self.saved[key] = dict(old) if old is not None else None
 
-    def get(self, key: NodeKey, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: NodeKey, default: Any = None) -> Any:
         self._save(key)
         return self.target.get(key, default)
 

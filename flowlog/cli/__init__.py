@@ -6,7 +6,7 @@ import typer
 
 from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
-from flowlog.cli import bench, contract, db, engine, services, workflows
+from flowlog.cli import bench, contract, db, engine, projections, services, workflows
 
 app = typer.Typer(
     name="flowlog",
@@ -20,6 +20,7 @@ workflows.register(app)
 engine.register(app)
 bench.register(app)
 db.register(app)
+projections.register(app)
 auth_cli.register(app)
 audit_cli.register(app)
 
