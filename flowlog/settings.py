@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     deadletter_depth_interval_s: float = Field(
         5.0, description="How often the bridge samples queue depths and the oldest dead "
         "letter's age for /metrics.")
+    deadletter_fault_crash_after_send: float = Field(
+        0.0, description="Fault tests only: chance that the dead-letter bridge kills itself "
+        "(SIGKILL) after sending a batch's retry commands and before acknowledging them.")
 
     # --- claim check (payloads too large for a Kafka record) ---
     claim_check_threshold_bytes: int = Field(

@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
+import signal
 from typing import Any
 
 import aio_pika
@@ -30,6 +33,7 @@ from flowlog.streams.deadletters.message import (
     parse,
 )
 from flowlog.streams.deadletters.publisher import Publisher
+from flowlog.streams.deadletters.topology import prefix
 from flowlog.streams.runtime.kafka import ensure_topics, producer
 from flowlog.streams.runtime.registry import RegistryFollower
 
@@ -37,6 +41,9 @@ from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
 BRIDGE = "deadletters"  # requested_by of the ladder's retry commands
+#: The running publisher and bridge of each dead-letter prefix in this process (tests and
+#: benchmarks read their counters).
+LIVE: dict[str, tuple[Publisher, Bridge]] = {}
 
 
 def park_malformed(message: AbstractIncomingMessage, reason: str) -> aio_pika.Message:
@@ -58,6 +65,7 @@ class Bridge:
         self.bridged = 0
         self.malformed = 0
         self.batches = 0
+        self.crash_after_send = settings.deadletter_fault_crash_after_send
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume the due queue until ``stop``; reconnects when RabbitMQ goes away."""
@@ -124,6 +132,8 @@ class Bridge:
                 letter, requested_by=BRIDGE,
                 reason=f"retry ladder: rung {letter.rung + 1} of {n} is over")))
         await self.writer.send_all(commands)  # acknowledged by Kafka before any ack here
+        if self.crash_after_send and random.random() < self.crash_after_send:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault tests: die between send and ack
         for message, reason in bad:
             await topo.exchange.publish(park_malformed(message, reason),
                                         routing_key=f"{PARKED}.malformed.unknown", timeout=30)
@@ -159,36 +169,18 @@ async def _sample_forever(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), settings.deadletter_depth_interval_s)
 
 
-def _serve_metrics(settings: Settings) -> Any:
-    """/metrics: the observability area's endpoint when it exists, else prometheus-client's
-    own small server (returns something with ``stop()``/``shutdown()`` or None)."""
-    if not settings.metrics_enabled:
-        return None
-    try:
-        from flowlog.observability import start_process
-
-        obs = start_process(settings, "deadletters")
-        obs.ready()
-        return obs
-    except ImportError:  # the observability area not there yet
-        from prometheus_client import start_http_server
-
-        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
-        log.info("deadletters: /metrics on %s:%s", settings.metrics_host, server.server_port)
-        return server
-
-
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """`flowlog worker deadletters`: publish dead letters to RabbitMQ, bridge due ones back
-    to Kafka, sample the queues for /metrics; until ``stop`` is set."""
+    to Kafka, sample the queues into the gauges (served on the worker's /metrics by
+    `flowlog/observability`); until ``stop`` is set."""
     await asyncio.to_thread(ensure_topics, settings)
     follower = RegistryFollower(settings)
     await follower.start()
     kafka = producer(settings)
     await kafka.start()
-    served = _serve_metrics(settings)
     publisher = Publisher(settings, follower)
     bridge = Bridge(settings, kafka)
+    LIVE[prefix(settings)] = (publisher, bridge)
     tasks = [asyncio.create_task(publisher.run(stop), name="deadletters-publisher"),
              asyncio.create_task(bridge.run(stop), name="deadletters-bridge"),
              asyncio.create_task(_sample_forever(settings, stop), name="deadletters-metrics")]
@@ -203,10 +195,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 15)
+        LIVE.pop(prefix(settings), None)
         await kafka.stop()
         await follower.stop()
-        if served is not None:
-            for name in ("stop", "shutdown"):
-                if hasattr(served, name):
-                    getattr(served, name)()
-                    break
