@@ -7,6 +7,7 @@ import typer
 from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, projections, services, workflows
+from flowlog.cli import dlq as dlq_cli  # dead letters
 
 app = typer.Typer(
     name="flowlog",
@@ -23,6 +24,7 @@ db.register(app)
 projections.register(app)
 auth_cli.register(app)
 audit_cli.register(app)
+dlq_cli.register(app)
 
 
 def main() -> None:
