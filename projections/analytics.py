@@ -90,7 +90,8 @@ class AnalyticsProjector(ReadModelProjector):
 
     async def connect(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
-            self.settings.pg_dsn, options=f"-c search_path={self.schema}")
+            self.settings.pg_dsn, options=f"-c search_path={self.schema}",
+            application_name=self.application_name)
         async with conn.transaction():
             for table in TABLES:
                 await conn.execute(stage_ddl(table))

@@ -126,8 +126,8 @@ class ReadModelProjector(Projector):
 
     # --- connection ------------------------------------------------------------------
     async def connect(self) -> None:
-        conn = await asyncpg.connect(self.settings.pg_dsn,
-                                     server_settings={"search_path": self.schema})
+        conn = await asyncpg.connect(self.settings.pg_dsn, server_settings={
+            "search_path": self.schema, "application_name": self.application_name})
         for table in TABLES:
             await conn.execute(stage_ddl(table))
         self.conn = conn

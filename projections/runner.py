@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -110,6 +111,8 @@ class Projector(ABC):
         self.codec = codec or Codec.from_settings(settings)
         self.topic_names = [pk.topic_name(settings, t) for t in self.topics]
         self._guard: DecodeGuard | None = None
+        #: shown in pg_stat_activity (the fault tests find a transaction in flight by it)
+        self.application_name = f"flowlog-projector-{self.name}-{os.getpid()}"
 
     def quarantine(self, msg: Any, reason: str) -> None:
         """Also send an undecodable record to the quarantine topic (operators look there)."""

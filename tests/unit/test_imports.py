@@ -43,3 +43,11 @@ def test_schemas_import_nothing_of_ours_but_settings() -> None:
     for path, names in imported_packages("schemas").items():
         bad = names - {"schemas", "settings"}
         assert not bad, f"{path} imports {sorted(bad)}"
+
+
+def test_projections_import_only_schemas_aggregates_or_themselves() -> None:
+    """Projections read the log through `schemas` and `aggregates` (records, the fold's
+    events, the definition aggregate), never through the engine in `streams`."""
+    for path, names in imported_packages("projections").items():
+        bad = names & {"streams", "api", "infra", "cli"}
+        assert not bad, f"{path} imports {sorted(bad)}"

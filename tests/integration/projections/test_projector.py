@@ -62,7 +62,7 @@ async def test_rows_equal_the_fold_with_duplicates_and_bad_records(
     log.interleaved(execs)
     log.interleaved(execs[:10])  # re-written decisions at later offsets: duplicates
     log.raw("garbage", b"\x00\x01not avro")  # undecodable
-    orphan = list(executions(1, "orphan"))[0]
+    orphan = next(iter(executions(1, "orphan")))
     log.decision(orphan[2])  # a node result of an execution whose start is not in the log
     log.flush()
     async with running(s, "readmodel"), running(s, "analytics"):
