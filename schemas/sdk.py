@@ -30,6 +30,7 @@ from flowlog.schemas.errors import EventValidationError, PublishError
 from flowlog.schemas.events import ExecutionEventBatch, parse_event
 from flowlog.schemas.model import Event
 from flowlog.schemas.topics import TopicCatalog
+from opentelemetry.propagate import inject
 
 if TYPE_CHECKING:
     from flowlog.settings import Settings
@@ -50,6 +51,19 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 EVENT_TYPE_HEADER = "flowlog-event-type"
 _Headers = list[tuple[str, str | bytes | None]]
+
+
+def trace_headers(given: Mapping[str, str | bytes] | None = None) -> _Headers:
+    """W3C trace context (``traceparent``, ``tracestate``) of the caller's current
+    OpenTelemetry span, unless ``given`` carries one already; empty without a span.
+
+    The engine's roles continue the trace from these headers (flowlog.observability).
+    """
+    if given and "traceparent" in given:
+        return []
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return [(k, v.encode()) for k, v in carrier.items()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +161,7 @@ class EventProducer:
         value = self.codec.encode(name, typed.to_avro())
         key = typed.key
         target = topic or self._topics[typed.topic]
-        hdrs: _Headers = [(EVENT_TYPE_HEADER, name.encode())]
+        hdrs: _Headers = [(EVENT_TYPE_HEADER, name.encode()), *trace_headers(headers)]
         if headers:
             hdrs += [(k, v.encode() if isinstance(v, str) else v) for k, v in headers.items()]
         future: Future[DeliveryReport] = Future()
@@ -190,9 +204,8 @@ class EventProducer:
                 summary.failed.append(err.str())
 
         produce, poll = self._producer.produce, self._producer.poll
-        extra: _Headers = [
-            (k, v.encode() if isinstance(v, str) else v) for k, v in (headers or {}).items()
-        ]
+        extra: _Headers = [*trace_headers(headers), *(
+            (k, v.encode() if isinstance(v, str) else v) for k, v in (headers or {}).items())]
         for index, event in enumerate(events):
             try:
                 typed = prepare(event)

@@ -113,3 +113,14 @@ def test_error_is_recorded_on_the_span(exporter: object) -> None:
     (span,) = exporter.get_finished_spans()  # type: ignore[attr-defined]
     assert span.status.status_code.name == "ERROR"
     assert span.events[0].name == "exception"
+
+
+def test_sdk_headers_carry_the_callers_trace(exporter: object) -> None:
+    from flowlog.schemas.sdk import trace_headers
+
+    assert trace_headers() == []  # no span, nothing
+    with tracing.tracer().start_as_current_span("webhook request") as span:
+        (header,) = trace_headers()
+        assert trace_headers({"traceparent": "00-given"}) == []  # the caller's wins
+    assert header[0] == "traceparent"
+    assert tracing.trace_id_of([header]) == format(span.get_span_context().trace_id, "032x")
