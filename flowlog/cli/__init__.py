@@ -6,6 +6,7 @@ import typer
 
 from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
+from flowlog.cli import triggers as triggers_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, projections, services, workflows
 from flowlog.cli import dlq as dlq_cli  # dead letters
 
@@ -23,6 +24,7 @@ bench.register(app)
 db.register(app)
 projections.register(app)
 auth_cli.register(app)
+triggers_cli.register(app)
 audit_cli.register(app)
 dlq_cli.register(app)
 
