@@ -288,6 +288,12 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces);"
         " unset: spans are not exported (off by default).")
+    prometheus_port: int = Field(
+        9090, description="`flowlog run` starts Prometheus here when it is installed "
+        "(scraping every process through the run files); 0: do not start it.")
+    demo_port: int = Field(
+        8790, description="`flowlog run`'s local demo server of examples/ (stand-in model, "
+        "helpdesk, partner); the examples' URL inputs default to this port.")
 
     @property
     def bootstrap_servers(self) -> str:

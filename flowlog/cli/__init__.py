@@ -6,9 +6,9 @@ import typer
 
 from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
-from flowlog.cli import triggers as triggers_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, projections, services, workflows
 from flowlog.cli import dlq as dlq_cli  # dead letters
+from flowlog.cli import triggers as triggers_cli  # ingress
 
 app = typer.Typer(
     name="flowlog",
