@@ -4,7 +4,7 @@ STAMP  := .cache/install.stamp
 SVC    := $(PYTHON) -m flowlog.infra.services.manager
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status test test-unit test-integration lint run stop bench clean
+.PHONY: help install up down status test test-unit test-integration lint run stop bench clean promtool
 
 help:
 	@echo "make run     - the whole system: services, every flowlog process, a demo (see README)"
@@ -43,7 +43,13 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy flowlog schemas aggregates streams projections api infra
 
-test: up lint
+# promtool (Debian package prometheus) checks infra/prometheus/ in the tests; the same
+# package lets `make run` start a Prometheus scraping every process
+promtool:
+	@command -v promtool >/dev/null || $(PYTHON) -c \
+	  'from flowlog.infra.services.base import apt_install; apt_install(["prometheus"])'
+
+test: up lint promtool
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -51,7 +57,7 @@ test-unit: install
 
 # the whole system as one supervisor of OS processes (infra/supervisor.py); Ctrl-C or
 # `make stop` (from another shell) ends everything it started
-run: up
+run: up promtool
 	$(PYTHON) -m flowlog.cli run $(RUN_ARGS)
 
 stop: install

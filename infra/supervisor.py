@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,7 @@ class Supervisor:
         self.env: dict[str, str] = dict(os.environ)
         self.notes: list[str] = []
         self.demo_url: str | None = None
+        self.prometheus_url: str | None = None
         self._stopping = threading.Event()
 
     # --- preparing -----------------------------------------------------------------------
@@ -120,8 +122,7 @@ class Supervisor:
             self.notes.append("the examples plugin is not installed (pip install -e examples):"
                               " examples that call its tools will fail")
             return
-        port = int(self.env.get("FLOWLOG_DEMO_PORT", "8790"))
-        self.demo_url = f"http://127.0.0.1:{port}"
+        self.demo_url = f"http://127.0.0.1:{self.settings.demo_port}"
         s = self.settings
         if not (s.openai_api_key or s.anthropic_api_key):
             self.env.update({
@@ -169,12 +170,35 @@ class Supervisor:
             port = self.demo_url.rsplit(":", 1)[1]
             children.append(Child("demo-server", [py, "-m", "flowlog_examples.demo_server",
                                                   "--port", port], logs / "demo-server.log"))
+        prometheus = self._prometheus()
+        if prometheus is not None:
+            children.append(Child("prometheus", prometheus, logs / "prometheus.log"))
         for name in [*ENGINE_ROLES, *sorted(PROCESSES)]:
             for i in range(max(1, self.scale.get(name, 1))):
                 label = name if i == 0 else f"{name}-{i + 1}"
                 children.append(Child(label, [py, "-m", "flowlog.cli", "worker", name],
                                       logs / f"{label}.log"))
         return children
+
+    def _prometheus(self) -> list[str] | None:
+        """Prometheus's command line, when it is installed and wanted (its config rendered
+        from infra/prometheus/prometheus.yml into the state folder)."""
+        port = self.settings.prometheus_port
+        binary = shutil.which("prometheus")
+        if not port or binary is None:
+            if port:
+                self.notes.append("Prometheus is not installed (Debian package prometheus: "
+                                  "`make promtool`); each process still serves /metrics")
+            return None
+        folder = self.settings.state_dir / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        template = (REPO_ROOT / "infra" / "prometheus" / "prometheus.yml").read_text()
+        config = folder / "prometheus.yml"
+        config.write_text(template.replace("__STATE_DIR__", str(self.settings.state_dir))
+                          .replace("__RULES__", str(REPO_ROOT / "infra/prometheus/rules.yml")))
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        return [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=2d"]
 
     def start(self) -> None:
         self.children = self.plan()
@@ -209,7 +233,7 @@ class Supervisor:
     def wait_ready(self, timeout: float = 180.0) -> list[str]:
         """Until every flowlog process answers /readyz 200; returns those that did not."""
         deadline = time.monotonic() + timeout
-        workers = [c for c in self.children if c.name != "demo-server"]
+        workers = [c for c in self.children if c.name not in ("demo-server", "prometheus")]
         pending = {c.name for c in workers}
         while pending and time.monotonic() < deadline and not self._stopping.is_set():
             urls = self.endpoints()

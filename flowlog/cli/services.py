@@ -180,6 +180,8 @@ def _where_to_look(console: Console, settings_: Settings, sup: object,
         lines.append(f"  flowlog watch {execution_id}   the demo execution")
     lines.append("  flowlog trigger support-triage --input '{\"ticket\": {\"id\": \"t-1\", "
                  "\"subject\": \"Refund\", \"body\": \"charged twice\"}}' --wait")
+    if sup.prometheus_url:
+        lines.append(f"  Prometheus (alerts: infra/prometheus) {sup.prometheus_url}/alerts")
     if sup.demo_url:
         lines.append(f"  demo server (not an LLM)            {sup.demo_url}/")
     console.print("\n".join(lines))

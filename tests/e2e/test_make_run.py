@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,7 +103,7 @@ def system(kafka_bootstrap: str, pg_dsn: str, redis_url: str, amqp_url: str,
            if not k.startswith("FLOWLOG_") or k in ("FLOWLOG_KAFKA_BOOTSTRAP",)}
     env.update({"FLOWLOG_TOPIC_PREFIX": prefix, "FLOWLOG_PG_SCHEMA": schema,
                 "FLOWLOG_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1",
-                "COLUMNS": "200"})
+                "COLUMNS": "200", "FLOWLOG_PROMETHEUS_PORT": str(_free_port())})
     inputs: dict[str, Any] = {}
     port = 8790
     if not _port_free(port):  # someone runs the demo already: ours elsewhere
@@ -169,6 +170,26 @@ def test_every_process_is_up_and_serves_its_core_metrics(system: System) -> None
     assert status.returncode == 0, status.stdout + status.stderr
     for name in names:
         assert name in status.stdout
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None,
+                    reason="Prometheus is not installed: `make promtool` installs it")
+def test_prometheus_scrapes_every_process(system: System) -> None:
+    url = f"http://127.0.0.1:{system.env['FLOWLOG_PROMETHEUS_PORT']}"
+    expected = {e["process"] for e in system.run_files()}
+
+    def all_up() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/api/v1/targets", timeout=5) as resp:
+                targets = json.loads(resp.read())["data"]["activeTargets"]
+        except OSError:
+            return False
+        return {t["labels"]["process"] for t in targets if t["health"] == "up"} == expected
+
+    _wait_for(all_up, 120, "every process scraped by Prometheus", system)
+    with urllib.request.urlopen(url + "/api/v1/rules", timeout=5) as resp:
+        groups = json.loads(resp.read())["data"]["groups"]
+    assert {g["name"] for g in groups} >= {"flowlog-errors", "flowlog-lag"}
 
 
 def _trigger(system: System, workflow: str, input_: dict[str, Any]) -> str:
