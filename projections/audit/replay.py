@@ -18,6 +18,7 @@ from flowlog.aggregates.execution import inputs as inp
 from flowlog.aggregates.execution.events import event_to_dict
 from flowlog.aggregates.execution.evolve import evolve, fold
 from flowlog.aggregates.execution.state import ExecutionState
+from flowlog.aggregates.records import event_to_record, record_to_event
 from flowlog.projections.audit.steps import Events, Step, recorded_steps
 
 Decide = Callable[..., list[ev.ExecutionEvent]]
@@ -48,6 +49,12 @@ class Mismatch:
         return dataclasses.asdict(self)
 
 
+def _wire(e: ev.ExecutionEvent) -> dict[str, Any]:
+    """The event as execution-events carries it (the wire mapping normalises errors), so
+    an event decided now compares equal to the same event read back from the log."""
+    return event_to_dict(record_to_event(event_to_record(e)))
+
+
 def verify(events: Events, definition: CompiledDefinition) -> Mismatch | None:
     """Re-decide every recorded decision with today's `decide` and the recorded definition;
     None when every decision gives the recorded events again, else the first that does not.
@@ -60,8 +67,8 @@ def verify(events: Events, definition: CompiledDefinition) -> Mismatch | None:
             if step.kind == "trigger" and not step.queued:
                 kwargs["queue"] = False
             produced = decide(state, step.input, step.at, definition, **kwargs)
-            recorded = [event_to_dict(e) for e in step.events]
-            decided = [event_to_dict(e) for e in produced]
+            recorded = [_wire(e) for e in step.events]
+            decided = [_wire(e) for e in produced]
             if decided != recorded:
                 return Mismatch(step.events[0].execution_id, step.first_seq, step.cause,
                                 step.kind, recorded, decided)
@@ -107,14 +114,18 @@ _ENVELOPE = ("event_id", "seq", "occurred_at", "execution_id", "workflow_id",
 
 
 def _shape(e: ev.ExecutionEvent) -> dict[str, Any]:
-    d = event_to_dict(e)
+    d = _wire(e) if getattr(e, "error", None) is not None else event_to_dict(e)
     for k in _ENVELOPE:
         d.pop(k, None)
     return d
 
 
 def _outcome(state: ExecutionState) -> dict[str, Any]:
-    return {"status": state.status, "output": state.output, "error": state.error}
+    # an error compares by type and message (the wire may add or default other fields)
+    error = state.error
+    if error is not None:
+        error = {"type": error.get("type"), "message": error.get("message")}
+    return {"status": state.status, "output": state.output, "error": error}
 
 
 def _node(state: ExecutionState, node_id: str) -> dict[str, Any]:

@@ -75,6 +75,15 @@ def history(name: str) -> History:
 
 
 def renamed(events: list[ExecutionEvent], execution_id: str) -> list[ExecutionEvent]:
-    """The same history under another execution id (event ids derived again)."""
-    return [replace(e, execution_id=execution_id,
-                    event_id=execution_event_id(execution_id, e.seq)) for e in events]
+    """The same history under another execution id (event ids and task keys derived
+    again)."""
+    old = events[0].execution_id
+    out = []
+    for e in events:
+        changes: dict[str, object] = {"execution_id": execution_id,
+                                      "event_id": execution_event_id(execution_id, e.seq)}
+        task_key = getattr(e, "task_key", None)
+        if isinstance(task_key, str) and task_key.startswith(old + ":"):
+            changes["task_key"] = execution_id + task_key[len(old):]
+        out.append(replace(e, **changes))  # type: ignore[arg-type]
+    return out
