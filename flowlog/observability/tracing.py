@@ -17,8 +17,11 @@ made and carried, nothing is recorded.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -44,6 +47,13 @@ _NO_HEADERS: Headers = []
 class _State:
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
+    recording = False
+    ratio_bound = 0  # TraceIdRatioBased's bound on the trace id's low 64 bits
+
+
+#: (trace id, span id) the next span must take: a derived execution root (``_Ids``)
+_FORCED: ContextVar[tuple[int, int] | None] = ContextVar("flowlog_forced_ids", default=None)
+_LOW64 = (1 << 64) - 1
 
 
 _STATE = _State()
@@ -71,7 +81,7 @@ def configure_tracing(settings: Settings, service: str, *, exporter: Any = None
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"flowlog-{service}",
                                   "service.namespace": "flowlog"}),
-        sampler=sampler)
+        sampler=sampler, id_generator=_ids())
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -83,6 +93,8 @@ def configure_tracing(settings: Settings, service: str, *, exporter: Any = None
         _STATE.provider.shutdown()
     _STATE.provider = provider
     _STATE.tracer = provider.get_tracer("flowlog")
+    _STATE.recording = recording
+    _STATE.ratio_bound = round(max(0.0, min(1.0, settings.trace_sample_ratio)) * (_LOW64 + 1))
     return provider
 
 
@@ -96,11 +108,54 @@ def use_memory_exporter(settings: Settings, service: str = "test") -> InMemorySp
     return exporter
 
 
+def _ids() -> Any:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class _Ids(RandomIdGenerator):
+        """Random ids, except for an execution's root span (``_FORCED``)."""
+
+        def generate_trace_id(self) -> int:
+            forced = _FORCED.get()
+            return forced[0] if forced else super().generate_trace_id()
+
+        def generate_span_id(self) -> int:
+            forced = _FORCED.get()
+            return forced[1] if forced else super().generate_span_id()
+
+    return _Ids()
+
+
+def execution_ids(execution_id: str) -> tuple[int, int]:
+    """The trace id and root span id of an execution started without outside context.
+
+    The trace id is the execution id's 128 bits (a UUID; other ids are hashed), so any
+    role can rebuild the context of a record that carries none (a timer fired, a command
+    from the CLI) and its span still joins the execution's trace, under its root span.
+    """
+    try:
+        trace_id = uuid.UUID(execution_id).int
+    except ValueError:
+        trace_id = int.from_bytes(hashlib.blake2b(execution_id.encode(), digest_size=16)
+                                  .digest(), "big")
+    span_id = int.from_bytes(hashlib.blake2b(execution_id.encode(), digest_size=8,
+                                             person=b"flowlog-root").digest(), "big")
+    return trace_id or 1, span_id or 1
+
+
+def execution_traceparent(execution_id: str) -> bytes:
+    """The W3C ``traceparent`` of an execution's root span (see ``execution_ids``); its
+    sampled flag is the ratio sampler's decision on that trace id when spans are recorded."""
+    trace_id, span_id = execution_ids(execution_id)
+    sampled = _STATE.recording and (trace_id & _LOW64) < _STATE.ratio_bound
+    return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}".encode()
+
+
 def shutdown_tracing() -> None:
     """Flush and stop the exporters (end of process)."""
     if _STATE.provider is not None:
         _STATE.provider.shutdown()
     _STATE.provider = _STATE.tracer = None
+    _STATE.recording = False
 
 
 def tracer() -> trace.Tracer:
@@ -190,14 +245,30 @@ class Hop:
 
 
 def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
-          attributes: Mapping[str, str | int] | None = None, *, activate: bool = False) -> Hop:
+          attributes: Mapping[str, str | int] | None = None, *, activate: bool = False,
+          execution_id: str | None = None, root: bool = False) -> Hop:
     """Start the hop of one input record; call ``end()`` on the result when done.
 
+    A record without ``traceparent`` but with its ``execution_id`` joins that execution's
+    trace (``execution_ids``); with ``root`` (a trigger) its span *is* the root span.
     ``activate`` makes the span current (for spans and SDK calls nested inside it); only
     where the hop does not outlive the caller's context (not across awaits of other work).
     """
     tp = _traceparent(headers)
     tracer_ = _STATE.tracer
+    if tp is None and execution_id is not None and tracer_ is not None:
+        tp = execution_traceparent(execution_id)
+        if root and _sampled(tp):  # a real root span with the execution's ids
+            forced = _FORCED.set(execution_ids(execution_id))
+            try:
+                span = tracer_.start_span(name, context=None, kind=SpanKind.CONSUMER,
+                                          attributes=dict(attributes or {}))
+            finally:
+                _FORCED.reset(forced)
+            return _hop(span, activate)
+        if root:  # not sampled: the root's context is all the next hops need
+            return Hop([(TRACEPARENT, tp)], tp[3:35].decode())
+        headers = [(TRACEPARENT, tp)]  # a child of the execution's root
     if tracer_ is None or (tp is not None and not _sampled(tp)):
         # off, or a trace not sampled: forward the input's context as it is (no span)
         if tp is None:
@@ -206,6 +277,10 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
     parent = _extract(carrier(headers)) if tp is not None else None
     span = tracer_.start_span(name, context=parent, kind=SpanKind.CONSUMER,
                               attributes=dict(attributes or {}))
+    return _hop(span, activate)
+
+
+def _hop(span: Any, activate: bool) -> Hop:
     span_ctx = span.get_span_context()
     trace_id = format(span_ctx.trace_id, "032x")
     out = inject(trace.set_span_in_context(span))
@@ -215,5 +290,5 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
 
 
 __all__ = ["TRACEPARENT", "Headers", "Hop", "begin", "carrier", "configure_tracing",
-           "current_trace_id", "extract", "inject", "shutdown_tracing", "trace_id_of",
-           "tracer", "use_memory_exporter"]
+           "current_trace_id", "execution_ids", "execution_traceparent", "extract", "inject",
+           "shutdown_tracing", "trace_id_of", "tracer", "use_memory_exporter"]

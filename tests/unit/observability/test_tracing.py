@@ -124,3 +124,65 @@ def test_sdk_headers_carry_the_callers_trace(exporter: object) -> None:
         assert trace_headers({"traceparent": "00-given"}) == []  # the caller's wins
     assert header[0] == "traceparent"
     assert tracing.trace_id_of([header]) == format(span.get_span_context().trace_id, "032x")
+
+
+EXEC = "01a2282b-0776-72e7-939f-2c8ff853e6bf"
+
+
+def test_execution_without_context_gets_its_own_trace_rooted_at_the_trigger(
+        exporter: object) -> None:
+    trigger = tracing.begin("decide TriggerReceived", None, execution_id=EXEC, root=True)
+    timer = tracing.begin("decide TimerFired", None, execution_id=EXEC)  # no headers
+    task = tracing.begin("task", trigger.headers)
+    for hop in (task, timer, trigger):
+        hop.end()
+    assert trigger.trace_id == timer.trace_id == task.trace_id == EXEC.replace("-", "")
+    spans = {s.name: s for s in exporter.get_finished_spans()}  # type: ignore[attr-defined]
+    root = spans["decide TriggerReceived"]
+    assert root.parent is None
+    assert root.context.span_id == tracing.execution_ids(EXEC)[1]
+    assert spans["decide TimerFired"].parent.span_id == root.context.span_id
+    assert spans["task"].parent.span_id == root.context.span_id
+
+
+def test_execution_trace_without_exporter_costs_no_span() -> None:
+    tracing.configure_tracing(Settings(), "t")
+    try:
+        hop = tracing.begin("decide", None, execution_id=EXEC, root=True)
+        assert hop.span is None and hop.trace_id == EXEC.replace("-", "")
+        assert hop.headers[0][1].endswith(b"-00")
+    finally:
+        tracing.shutdown_tracing()
+
+
+def test_hooks_carry_headers_and_log_context(exporter: object) -> None:
+    import asyncio
+
+    from flowlog.observability import hooks, logs
+
+    class Msg:
+        key = EXEC.encode()
+        headers = ()
+        topic = "t.triggers"
+
+    async def scenario() -> tuple[object, object]:
+        scope = hooks.enter("decide", Msg(), root=True)
+        hooks.describe("wf-1", "acme")
+        ctx = logs.current_execution()
+        out = hooks.headers()
+
+        async def task() -> object:
+            hooks.end_current()
+            return logs.current_execution().execution_id
+
+        t = asyncio.create_task(task())
+        hooks.leave(scope, end=False)
+        assert hooks.headers() is None and logs.current_execution().execution_id is None
+        assert await t == EXEC
+        return ctx, out
+
+    ctx, out = asyncio.run(scenario())
+    assert ctx == (EXEC, "wf-1", "acme", EXEC.replace("-", ""))
+    assert out and tracing.trace_id_of(out) == EXEC.replace("-", "")
+    assert [s.name for s in exporter.get_finished_spans()] == ["decide"]  # type: ignore[attr-defined]
+    assert hooks.headers_for(EXEC) == [("traceparent", tracing.execution_traceparent(EXEC))]
