@@ -76,17 +76,19 @@ async def one_run(n: int) -> dict[str, float]:
     topic, parts = cat.name("execution-events"), cat.topics["execution-events"].partitions
     kafka = producer(s)
     await kafka.start()
-    now = datetime.now(UTC)
-    futs = []
-    for i in range(n):
-        x = f"bench-{i}"
-        futs.append(await kafka.send(topic, codec.encode("ExecutionEventBatch", _batch(x, now)),
-                                     key=x.encode(), partition=partition_of(x, parts)))
-    await asyncio.gather(*futs)
     stop = asyncio.Event()
     publisher = Publisher(s, None)
-    t0 = time.perf_counter()
     task = asyncio.create_task(publisher.run(stop))
+    # steady state: the publisher has joined its group and holds every partition before
+    # the records come (the broker's initial rebalance delay is ~3 s of fixed start-up)
+    await _until(lambda: len(publisher.parts) == parts, 60)
+    now = datetime.now(UTC)
+    values = [(f"bench-{i}", codec.encode("ExecutionEventBatch", _batch(f"bench-{i}", now)))
+              for i in range(n)]
+    t0 = time.perf_counter()
+    futs = [await kafka.send(topic, v, key=x.encode(), partition=partition_of(x, parts))
+            for x, v in values]
+    await asyncio.gather(*futs)
     await _until(lambda: publisher.published >= n, 600)
     parked_s = time.perf_counter() - t0
     stop.set()

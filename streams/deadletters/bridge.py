@@ -21,7 +21,7 @@ import signal
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 from flowlog.streams.deadletters import metrics, topology
 from flowlog.streams.deadletters.commands import CommandWriter, retry_record
 from flowlog.streams.deadletters.message import (
@@ -36,6 +36,7 @@ from flowlog.streams.deadletters.publisher import Publisher
 from flowlog.streams.deadletters.topology import prefix
 from flowlog.streams.runtime.kafka import ensure_topics, producer
 from flowlog.streams.runtime.registry import RegistryFollower
+from pamqp.commands import Basic
 
 from flowlog.settings import Settings
 
@@ -46,22 +47,23 @@ BRIDGE = "deadletters"  # requested_by of the ladder's retry commands
 LIVE: dict[str, tuple[Publisher, Bridge]] = {}
 
 
-def park_malformed(message: AbstractIncomingMessage, reason: str) -> aio_pika.Message:
+def park_malformed(message: DeliveredMessage, reason: str) -> aio_pika.Message:
     """A copy of an unreadable message for the parking queue, with why it is there."""
-    headers = dict(message.headers or {})
+    props = message.header.properties
+    headers = dict(props.headers or {})
     headers[H_REASON] = reason[:1000]
     headers[H_BY] = BRIDGE
     return aio_pika.Message(
-        message.body, message_id=message.message_id, content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, timestamp=message.timestamp,
-        headers=headers, type=message.type)
+        message.body, message_id=props.message_id, content_type=props.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, timestamp=props.timestamp,
+        headers=headers, type=props.message_type)
 
 
 class Bridge:
     def __init__(self, settings: Settings, kafka_producer: Any) -> None:
         self.settings = settings
         self.writer = CommandWriter(settings, kafka_producer)
-        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.inbox: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         self.bridged = 0
         self.malformed = 0
         self.batches = 0
@@ -89,7 +91,11 @@ class Bridge:
             await channel.set_qos(prefetch_count=self.settings.deadletter_batch)
             topo = await topology.declare(channel, self.settings)
             self.inbox = asyncio.Queue()
-            tag = await topo.due.consume(self.inbox.put)
+            # aiormq under aio-pika on the hot path: aio-pika's message wrapper per delivery
+            # costs more than the rest of the bridge's work
+            raw = await channel.get_underlay_channel()
+            consumer = await raw.basic_consume(topo.due.name, self.inbox.put, no_ack=False)
+            tag = consumer.consumer_tag
             try:
                 while not stop.is_set():
                     if connection.is_closed:
@@ -104,23 +110,23 @@ class Bridge:
                             batch.append(self.inbox.get_nowait())
                         except asyncio.QueueEmpty:
                             break
-                    await self.handle(batch, topo)
+                    await self.handle(batch, topo, raw)
             finally:
                 with contextlib.suppress(Exception):
-                    await topo.due.cancel(tag)
+                    await raw.basic_cancel(tag)
         finally:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def handle(self, batch: list[AbstractIncomingMessage], topo: topology.Topology
-                     ) -> None:
+    async def handle(self, batch: list[DeliveredMessage], topo: topology.Topology,
+                     raw: Any) -> None:
         commands = []
-        bad: list[tuple[AbstractIncomingMessage, str]] = []
+        bad: list[tuple[DeliveredMessage, str]] = []
         seen: set[str] = set()
         s = self.settings
         for message in batch:
             try:
-                letter = parse(message.body, message.message_id)
+                letter = parse(message.body, message.header.properties.message_id)
             except MalformedDeadLetter as exc:
                 bad.append((message, f"malformed: {exc}"))
                 continue
@@ -137,8 +143,12 @@ class Bridge:
         for message, reason in bad:
             await topo.exchange.publish(park_malformed(message, reason),
                                         routing_key=f"{PARKED}.malformed.unknown", timeout=30)
-            log.warning("deadletters bridge: parked message %s: %s", message.message_id, reason)
-        await batch[-1].ack(multiple=True)  # every earlier delivery of this channel too
+            log.warning("deadletters bridge: parked message %s: %s",
+                        message.header.properties.message_id, reason)
+        # every earlier delivery of this channel too
+        last = batch[-1].delivery
+        assert isinstance(last, Basic.Deliver)
+        await raw.basic_ack(last.delivery_tag, multiple=True)
         self.bridged += len(commands)
         self.malformed += len(bad)
         self.batches += 1

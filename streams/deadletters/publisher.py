@@ -34,6 +34,7 @@ from flowlog.streams.deadletters.message import (
 from flowlog.streams.deadletters.metrics import PUBLISHED
 from flowlog.streams.runtime.kafka import catalog, group_consumer, seek_to_start
 from flowlog.streams.runtime.registry import RegistryFollower
+from pamqp.commands import Basic
 
 from flowlog.settings import Settings
 
@@ -48,6 +49,15 @@ def amqp_message(letter: DeadLetter, extra_headers: dict[str, Any] | None = None
         letter.body(), message_id=letter.message_id, content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT, timestamp=letter.dead_lettered_at,
         type="flowlog.DeadLetter", headers={**letter.headers(), **(extra_headers or {})})
+
+
+def properties(letter: DeadLetter, extra_headers: dict[str, Any] | None = None
+               ) -> Basic.Properties:
+    """The AMQP properties of a dead letter, as `amqp_message` sets them."""
+    return Basic.Properties(
+        message_id=letter.message_id, content_type="application/json", delivery_mode=2,
+        timestamp=letter.dead_lettered_at, message_type="flowlog.DeadLetter",
+        headers={**letter.headers(), **(extra_headers or {})})
 
 
 class RabbitSink:
@@ -96,17 +106,26 @@ class RabbitSink:
             problem: BaseException | None = None
             try:
                 topo = await self.open()
-                results = await asyncio.gather(
-                    *(topo.exchange.publish(amqp_message(x), routing_key=self.target(x),
-                                            timeout=30) for x in todo),
-                    return_exceptions=True)
+                raw = await self.channel.get_underlay_channel()
+                targets = [self.target(x) for x in todo]
+                # aiormq under aio-pika: its Message and exchange wrappers cost more than
+                # the publish itself (measured: 1,180/s through them, 2,190/s without)
+                # one deadline for the round, not a timeout per publish (that cost
+                # 0.27 ms per message, a third of the client's time)
+                results = await asyncio.wait_for(asyncio.gather(
+                    *(raw.basic_publish(x.body(), exchange=topo.names.exchange,
+                                        routing_key=rk, properties=properties(x),
+                                        mandatory=True)
+                      for x, rk in zip(todo, targets, strict=True)),
+                    return_exceptions=True), 60)
                 failed = []
-                for x, res in zip(todo, results, strict=True):
-                    if isinstance(res, BaseException):
+                for x, rk, res in zip(todo, targets, results, strict=True):
+                    if not isinstance(res, Basic.Ack):
                         failed.append(x)
-                        problem = problem or res
+                        problem = problem or (res if isinstance(res, BaseException)
+                                              else RuntimeError(f"broker answered {res!r}"))
                     else:
-                        PUBLISHED.labels(self.target(x).split(".", 1)[0]).inc()
+                        PUBLISHED.labels(rk.split(".", 1)[0]).inc()
                 todo = failed
             except Exception as exc:  # connect or declare failed: RabbitMQ is away
                 problem = exc
@@ -177,7 +196,8 @@ class Publisher:
         await self.consumer.start()
         try:
             while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200)
+                batches = await self.consumer.getmany(
+                    timeout_ms=200, max_records=4 * self.settings.deadletter_batch)
                 if batches:
                     await self.handle(batches, stop)
         finally:
