@@ -22,6 +22,7 @@ ProcessMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 PROCESSES: dict[str, str] = {
     "webhooks": "flowlog.api.webhooks.service:run",  # ingress
     "scheduler": "flowlog.streams.triggers.scheduler:run",  # ingress
+    "gateway": "flowlog.api.gateway.service:run",  # ingress
     "deadletters": "flowlog.streams.deadletters.bridge:run",
     "projector": "flowlog.projections.worker:run",
     "audit": "flowlog.projections.audit.projector:run",
