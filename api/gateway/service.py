@@ -65,7 +65,9 @@ async def build_services(settings: Settings, schema: str | None = None
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the command gateway until ``stop`` is set."""
-    app = create_app(lambda: build_services(settings))
+    from flowlog.observability.http import instrument_app
+
+    app = instrument_app(create_app(lambda: build_services(settings)))
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.gateway_host, port=settings.gateway_port, log_level="warning",
         lifespan="on", access_log=False, timeout_graceful_shutdown=5))

@@ -32,6 +32,7 @@ from flowlog.schemas.events import TriggerReceived
 from flowlog.schemas.ids import execution_id_for
 from flowlog.schemas.sdk import EventProducer
 
+from flowlog.observability.metrics import EVENTS_OUT
 from flowlog.settings import Settings
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -166,6 +167,7 @@ class Gateway:
             raise Refused(503, f"could not publish the trigger ({exc}): retry",
                           {"Retry-After": "1"}) from None
         self.published += 1
+        EVENTS_OUT.labels("webhooks", "triggers").inc()
         if idem is not None:
             await self.redis.set(f"{self.ns}idem:{reg.workflow_id}:{idem}", execution_id,
                                  ex=IDEMPOTENCY_TTL_S)
@@ -287,10 +289,17 @@ def result_of(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _HookRoute:
+    path: str = "/hooks/{path:path}"  # the route template metrics label requests with
+
+
 class HookFastPath:
     """``/hooks/*`` straight to the gateway, past FastAPI's routing and dependency
     machinery (a third of a request's CPU, measured); everything else (OpenAPI, health,
     lifespan) goes to the FastAPI app, which also documents the hook route."""
+
+    route = _HookRoute()
 
     def __init__(self, app: FastAPI, holder: dict[str, Gateway]) -> None:
         self.app = app
@@ -299,6 +308,7 @@ class HookFastPath:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/hooks/") \
                 and "gateway" in self.holder:
+            scope["route"] = self.route
             answer = await self.holder["gateway"].handle(Request(scope, receive),
                                                          scope["path"][len("/hooks/"):])
             await answer.send(send)

@@ -70,7 +70,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     registrar = WebhookRegistrar(settings)
     registrar_task = asyncio.create_task(registrar.run(stop), name="webhook-registrar")
-    app = create_app(lambda: build_gateway(settings))
+    from flowlog.observability.http import HttpMetricsMiddleware
+
+    app = HttpMetricsMiddleware(create_app(lambda: build_gateway(settings)))
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.webhook_host, port=settings.webhook_port, log_level="warning",
         lifespan="on", access_log=False, timeout_graceful_shutdown=5))

@@ -30,6 +30,7 @@ from flowlog.streams.triggers.definitions import TrackingRegistry
 from flowlog.streams.triggers.slots import ScheduleSpec, SlotDecision, decide, next_slots
 from psycopg import AsyncConnection
 
+from flowlog.observability.metrics import EVENTS_OUT
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class Scheduler:
             summary = await asyncio.to_thread(self._producer.publish_many, fire)
             if not summary.ok:
                 raise RuntimeError(f"publishing {len(fire)} triggers failed: {summary}")
+            EVENTS_OUT.labels("scheduler", "triggers").inc(len(fire))
         upcoming = next_slots(spec, cursor, 1)
         if not await record(self.conn, row, token, decisions, cursor, spec,
                             upcoming[0] if upcoming else None):
