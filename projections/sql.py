@@ -5,8 +5,10 @@ the schema it projects into (the live schema, or a rebuild's shadow)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from flowlog.projections.fold import JSON_COLUMNS, Row, json_text
@@ -54,8 +56,27 @@ def merge_sql(table: str, columns: Sequence[str]) -> str:
 
 
 def to_tuple(row: Row, columns: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(json_text(row.get(c)) if c in JSON_COLUMNS or c == "definition"
-                 else row.get(c) for c in columns)
+    """A row as the tuple COPY writes (JSON columns as canonical JSON text)."""
+    return _tupler(tuple(columns))(row)
+
+
+@cache
+def _tupler(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """A fast row → tuple function for one column list (rows are complete dicts)."""
+    get = itemgetter(*columns)
+    json_at = [i for i, c in enumerate(columns) if c in JSON_COLUMNS or c == "definition"]
+    if len(columns) == 1:
+        return lambda row: (row[columns[0]],)
+    if not json_at:
+        return get
+
+    def tupled(row: Row) -> tuple[Any, ...]:
+        values = list(get(row))
+        for i in json_at:
+            values[i] = json_text(values[i])
+        return tuple(values)
+
+    return tupled
 
 
 # --- offsets and rejects -----------------------------------------------------------------
