@@ -4,7 +4,7 @@ STAMP  := .cache/install.stamp
 SVC    := $(PYTHON) -m flowlog.infra.services.manager
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status test test-unit test-integration lint run stop bench clean promtool
+.PHONY: help install up down status test test-unit test-integration lint run stop bench clean promtool compose-schema
 
 help:
 	@echo "make run     - the whole system: services, every flowlog process, a demo (see README)"
@@ -49,7 +49,16 @@ promtool:
 	@command -v promtool >/dev/null || $(PYTHON) -c \
 	  'from flowlog.infra.services.base import apt_install; apt_install(["prometheus"])'
 
-test: up lint promtool
+# the Compose specification's JSON schema (inside the docker-compose 1.29.2 wheel, read by
+# tests/unit/observability/test_deployment_files.py; nothing is installed)
+COMPOSE_SCHEMA := .cache/compose-spec/docker_compose-1.29.2-py2.py3-none-any.whl
+$(COMPOSE_SCHEMA):
+	$(PYTHON) -m pip download -q --disable-pip-version-check --no-deps -d .cache/compose-spec \
+	  docker-compose==1.29.2
+
+compose-schema: $(COMPOSE_SCHEMA)
+
+test: up lint promtool compose-schema
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit: install

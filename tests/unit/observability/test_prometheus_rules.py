@@ -65,3 +65,11 @@ def test_rendered_local_config_is_valid(tmp_path: Path) -> None:
     config.write_text(text.replace("__STATE_DIR__", str(tmp_path))
                       .replace("__RULES__", str(PROM / "rules.yml")))
     assert "SUCCESS" in promtool("check", "config", str(config), cwd=tmp_path)
+
+
+@needs_promtool
+def test_compose_prometheus_config_is_valid(tmp_path: Path) -> None:
+    text = (PROM.parent / "compose" / "prometheus.yml").read_text()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace("/etc/prometheus/rules.yml", str(PROM / "rules.yml")))
+    assert "SUCCESS" in promtool("check", "config", str(config), cwd=tmp_path)
