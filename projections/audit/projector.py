@@ -70,7 +70,7 @@ class Projector:
         touched: dict[str, WorkflowExecution] = {}
         rows: list[IndexRow] = []
         every = max(1, self.settings.audit_snapshot_every)
-        crossed: set[str] = set()
+        snapshots: list[Any] = []
         try:
             for msg in msgs:
                 accepted = self.guard.decode(msg)
@@ -109,9 +109,9 @@ class Projector:
                     else:
                         agg._recorded(event=event_to_dict(e), timestamp=e.occurred_at)
                     rows.append(IndexRow.of(e))
+                    if e.seq % every == 0:  # a snapshot at every N-th event exactly
+                        snapshots.append(self.store.snapshot_of(agg))
                 assert agg is not None
-                if agg.version // every > version // every:
-                    crossed.add(execution_id)
                 touched[execution_id] = agg
                 self._remember(agg, execution_id)
             self.guard.flush()  # quarantined records are stored before their offset is
@@ -123,11 +123,11 @@ class Projector:
                 self.cache.pop(execution_id, None)
             raise
         self.applied += len(rows)
-        for execution_id in crossed:
+        if snapshots:
             try:
-                self.store.snapshot(touched[execution_id])
+                self.store.put_snapshots(snapshots)
             except Exception:  # a snapshot is a copy; the events are stored already
-                log.exception("audit: snapshot of %s failed", execution_id)
+                log.exception("audit: %d snapshots failed", len(snapshots))
 
     def forget_partition(self) -> None:
         self.cache.clear()

@@ -16,10 +16,15 @@ from flowlog.aggregates.definition.compiled import CompiledDefinition
 from flowlog.aggregates.execution import events as ev
 from flowlog.aggregates.execution import inputs as inp
 from flowlog.aggregates.execution.events import event_to_dict
-from flowlog.aggregates.execution.evolve import evolve, fold
+from flowlog.aggregates.execution.evolve import evolve
 from flowlog.aggregates.execution.state import ExecutionState
 from flowlog.aggregates.records import event_to_record, record_to_event
-from flowlog.projections.audit.steps import Events, Step, recorded_steps
+from flowlog.projections.audit.steps import (
+    Events,
+    Step,
+    recorded_steps,
+    recorded_steps_and_state,
+)
 
 Decide = Callable[..., list[ev.ExecutionEvent]]
 TASK_TYPES = frozenset({"agent", "tool", "webhook", "subworkflow"})
@@ -183,8 +188,7 @@ def what_if(events: Events, definition: CompiledDefinition,
     node attempt with the same input; a task the recording cannot answer is listed in
     `needs_call` (the run stops there, as it would wait for the outside call)."""
     decide = _decide()
-    recorded = fold(events)
-    steps = recorded_steps(events, recorded_definition, definition)
+    steps, recorded = recorded_steps_and_state(events, recorded_definition, definition)
     recorded_inputs = {(e.node_id, e.attempt): e.input for e in events
                        if isinstance(e, ev.NodeScheduled)}
     sim = _Sim(definition, decide)
@@ -254,12 +258,13 @@ def _report(events: Events, recorded: ExecutionState, sim: _Sim,
     for index in range(max(len(was_events), len(now_events))):
         x = was_events[index] if index < len(was_events) else None
         y = now_events[index] if index < len(now_events) else None
-        if x is None or y is None or _shape(x) != _shape(y):
-            report.first_divergence = {
-                "recorded_seq": x.seq if x is not None else None,
-                "recorded": _shape(x) if x is not None else None,
-                "what_if": _shape(y) if y is not None else None}
-            break
+        if x is not None and y is not None and (x == y or _shape(x) == _shape(y)):
+            continue
+        report.first_divergence = {
+            "recorded_seq": x.seq if x is not None else None,
+            "recorded": _shape(x) if x is not None else None,
+            "what_if": _shape(y) if y is not None else None}
+        break
     return report
 
 

@@ -80,6 +80,9 @@ def _event_name(node_id: str, definitions: Sequence[CompiledDefinition | None]) 
     return None
 
 
+_CALLS = (ev.AgentModelCalled, ev.AgentToolCalled)
+
+
 def _rebuild(group: list[ev.ExecutionEvent], before: ExecutionState,
              definitions: Sequence[CompiledDefinition | None]) -> tuple[str, inp.Input | None]:
     first = group[0]
@@ -114,10 +117,13 @@ def _rebuild(group: list[ev.ExecutionEvent], before: ExecutionState,
     if isinstance(first, ev.NodeStarted):
         return "result", inp.NodeResultReported(event_id=cause, node_id=first.node_id,
                                                 attempt=first.attempt, status="started")
-    model_calls = tuple(_model_call(e) for e in group if isinstance(e, ev.AgentModelCalled))
-    tool_calls = tuple(_tool_call(e) for e in group if isinstance(e, ev.AgentToolCalled))
-    end = next((e for e in group if not isinstance(e, ev.AgentModelCalled | ev.AgentToolCalled)),
-               None)
+    model_calls: tuple[dict[str, Any], ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    end: ev.ExecutionEvent | None = first
+    if type(first) in _CALLS:  # an agent's result: its calls come first
+        model_calls = tuple(_model_call(e) for e in group if type(e) is ev.AgentModelCalled)
+        tool_calls = tuple(_tool_call(e) for e in group if type(e) is ev.AgentToolCalled)
+        end = next((e for e in group if type(e) not in _CALLS), None)
     if isinstance(end, ev.LoopIterationCompleted):
         node_id = f"{end.node_id}[{end.index}]"
         run = before.nodes.get(node_id)
@@ -149,6 +155,12 @@ def recorded_steps(events: Events,
 
     `definitions` (the recorded one first, then others) only serve to name the outside event
     a `wait` node received (the log keeps the payload, the node's config keeps the name)."""
+    return recorded_steps_and_state(events, *definitions)[0]
+
+
+def recorded_steps_and_state(events: Events, *definitions: CompiledDefinition | None
+                             ) -> tuple[list[Step], ExecutionState]:
+    """`recorded_steps`, and the state the events fold to (one pass)."""
     state = ExecutionState()
     out = []
     for group in groups(events):
@@ -158,4 +170,4 @@ def recorded_steps(events: Events,
                         tuple(group), queued))
         for e in group:
             evolve(state, e)
-    return out
+    return out, state

@@ -144,6 +144,14 @@ def application_env(settings: Settings, schema: str | None = None,
     }
 
 
+def _project(aggregate: Any, domain_events: Iterable[Any]) -> Any:
+    """The library's `project_aggregate` without its per-event runtime Protocol check
+    (`isinstance` against a Protocol: ~40% of a rebuild's time, measured)."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
 def execution_uuid(execution_id: str) -> uuid.UUID:
     return WorkflowExecution.create_id(execution_id)
 
@@ -189,9 +197,19 @@ class AuditStore:
         processing.collect_events(*aggregates, index_rows=index_rows)
         self.app._record(processing)  # what the library's process applications call
 
-    def snapshot(self, aggregate: WorkflowExecution) -> None:
+    @staticmethod
+    def snapshot_of(aggregate: WorkflowExecution) -> Any:
+        """A snapshot of the aggregate now (its state copied: the fold goes on in place)."""
+        snapshot = WorkflowExecution.Snapshot.take(aggregate)
+        snapshot.state["state"] = aggregate.state.clone()
+        return snapshot
+
+    def put_snapshots(self, snapshots: Sequence[Any]) -> None:
         assert self.app.snapshots is not None
-        self.app.snapshots.put([WorkflowExecution.Snapshot.take(aggregate)])
+        self.app.snapshots.put(list(snapshots))
+
+    def snapshot(self, aggregate: WorkflowExecution) -> None:
+        self.put_snapshots([self.snapshot_of(aggregate)])
 
     def position(self, application_name: str) -> int | None:
         """The last Kafka offset stored for one partition (None: nothing yet)."""
@@ -201,7 +219,8 @@ class AuditStore:
         from eventsourcing.application import AggregateNotFoundError
 
         try:
-            agg: Any = self.app.repository.get(execution_uuid(execution_id))
+            agg: Any = self.app.repository.get(execution_uuid(execution_id),
+                                               projector_func=_project)
         except AggregateNotFoundError:
             return None
         assert isinstance(agg, WorkflowExecution)
@@ -223,7 +242,8 @@ class AuditStore:
         from eventsourcing.application import AggregateNotFoundError
 
         try:
-            agg: Any = self.app.repository.get(execution_uuid(execution_id), version=seq)
+            agg: Any = self.app.repository.get(execution_uuid(execution_id), version=seq,
+                                               projector_func=_project)
         except AggregateNotFoundError:
             return None
         assert isinstance(agg, WorkflowExecution)
