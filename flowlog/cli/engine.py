@@ -92,9 +92,17 @@ def trigger(
     tenant: str = typer.Option("default", help="Tenant."),
     wait: bool = typer.Option(False, "--wait", help="Follow the execution to its end."),
     timeout: float = typer.Option(300.0, help="Seconds --wait waits at most."),
+    jsonl: str | None = typer.Option(None, "--jsonl", help="Bulk: one trigger per line of "
+                                     "this file (an input, or {input, dedup_key})."),
 ) -> None:
-    """Publish a manual trigger and print the execution id."""
+    """Publish a manual trigger and print the execution id (or many: --jsonl FILE)."""
     from flowlog.streams.runtime import tools
+
+    if jsonl is not None:  # ingress: flowlog/cli/triggers.py
+        from flowlog.cli.triggers import trigger_jsonl
+
+        trigger_jsonl(workflow, jsonl, version=version, tenant=tenant)
+        return
 
     try:
         value = json.loads(input_)

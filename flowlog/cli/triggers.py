@@ -113,3 +113,65 @@ def backfill(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(schedules, name="schedules")
+
+
+def trigger_jsonl(workflow: str, path: str, *, version: int, tenant: str) -> None:
+    """`flowlog trigger WORKFLOW --jsonl FILE`: one manual trigger per line (an input
+    object, or ``{"input": {...}, "dedup_key": "..."}``), with a progress bar. Lines that
+    are not valid are reported with their number; the others are still sent (exit 1)."""
+    from pathlib import Path
+
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from flowlog.schemas.errors import ContractError
+    from flowlog.schemas.events import TriggerReceived
+    from flowlog.schemas.sdk import EventProducer
+
+    file = Path(path)
+    if not file.is_file():
+        _err.print(f"[red]error:[/] --jsonl {path}: no such file")
+        raise typer.Exit(2)
+    lines = file.read_bytes().splitlines()
+    refused: list[str] = []
+    sent = 0
+    columns = (TextColumn("triggering"), BarColumn(), MofNCompleteColumn())
+    with EventProducer.from_settings(get_settings()) as producer, \
+            Progress(*columns, console=_err) as bar:
+        task = bar.add_task("trigger", total=len(lines))
+        batch: list[TriggerReceived] = []
+
+        def flush() -> None:
+            nonlocal sent
+            if batch:
+                summary = producer.publish_many(batch)
+                if not summary.ok:
+                    raise RuntimeError(f"publishing failed: {summary}")
+                sent += len(batch)
+                bar.advance(task, len(batch))
+                batch.clear()
+
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                bar.advance(task, 1)
+                continue
+            try:
+                item = orjson.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError("a line must be a JSON object")
+                spec = item if "input" in item else {"input": item}
+                batch.append(TriggerReceived(
+                    workflow_id=workflow, workflow_version=version, source="manual",
+                    input=spec["input"], dedup_key=spec.get("dedup_key"), tenant=tenant))
+            except (ValueError, ContractError) as exc:
+                refused.append(f"line {n}: {exc}".splitlines()[0])
+                bar.advance(task, 1)
+            if len(batch) >= 1000:
+                flush()
+        flush()
+    _out.print(f"{sent} trigger(s) sent to {workflow}")
+    for reason in refused[:20]:
+        _err.print(f"[red]refused[/] {reason}")
+    if refused:
+        _err.print(f"{len(refused)} line(s) refused")
+        raise typer.Exit(1)
