@@ -90,6 +90,16 @@ def _json_in(text: Any) -> Any:
 
 def error_out(err: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `ErrorInfo` record of an error value (None stays None)."""
+    if err is None:
+        return None
+    out = error_from(err)
+    retry_at = out.get("retry_at")
+    out["retry_at"] = None if retry_at is None else datetime.fromisoformat(retry_at)
+    return out
+
+
+def error_in(err: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The domain error value of a decoded `ErrorInfo` record (None stays None)."""
     return None if err is None else error_from(err)
 
 
@@ -133,6 +143,8 @@ def record_to_event(record: dict[str, Any]) -> dev.ExecutionEvent:
     for f in JSON_FIELDS[name]:
         if f in kwargs:
             kwargs[f] = _json_in(kwargs[f])
+    if kwargs.get("error") is not None:
+        kwargs["error"] = error_in(kwargs["error"])
     return cls(**kwargs)
 
 
@@ -167,7 +179,8 @@ def record_to_input(name: str, r: dict[str, Any], workflow_version: int | None =
     if name == "NodeResultReported":
         return dinp.NodeResultReported(
             event_id=eid, node_id=r["node_id"], attempt=r["attempt"], status=str(r["status"]),
-            output=_json_in(r.get("output")), error=r.get("error"), task_key=r["task_key"],
+            output=_json_in(r.get("output")), error=error_in(r.get("error")),
+            task_key=r["task_key"],
             started_at=r.get("started_at"), finished_at=r.get("finished_at"),
             model_calls=tuple(r.get("model_calls") or ()),
             tool_calls=tuple(r.get("tool_calls") or ()))

@@ -58,3 +58,16 @@ def retry_due_at(
 ) -> datetime:
     """When the attempt after `attempt` is due, counted from `now` (the failure's time)."""
     return now + timedelta(milliseconds=backoff_ms(policy, execution_id, node_id, attempt))
+
+
+#: Attempts deferred to the same half-open time are spread over this many milliseconds, so
+#: the breaker's one trial call is not followed by a burst of fail-fast attempts.
+DEFERRAL_SPREAD_MS = 1000
+
+
+def deferred_due_at(retry_at: datetime, now: datetime, execution_id: str, node_id: str,
+                    attempt: int) -> datetime:
+    """When an attempt that never reached its target (open breaker) is retried: not before
+    ``retry_at`` (nor ``now``), plus a deterministic spread below `DEFERRAL_SPREAD_MS`."""
+    spread = jitter_fraction(execution_id, node_id, attempt) * DEFERRAL_SPREAD_MS
+    return max(now, retry_at) + timedelta(milliseconds=round(spread))

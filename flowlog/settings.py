@@ -77,8 +77,8 @@ class Settings(BaseSettings):
         {}, description="Ladders per workflow id (JSON object of lists), over "
         "deadletter_ladder; `[]` parks at once.")
     deadletter_batch: int = Field(
-        500, description="Dead letters the bridge takes per batch (RabbitMQ prefetch) and "
-        "the publisher confirms at once.")
+        500, description="Dead letters per bridge batch (RabbitMQ prefetch: 3 batches); "
+        "the publisher polls up to 4 times this many records per round.")
     deadletter_depth_interval_s: float = Field(
         5.0, description="How often the bridge samples queue depths and the oldest dead "
         "letter's age for /metrics.")
@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     breaker_cooldown_s: float = Field(
         30.0, description="Seconds an open breaker fails fast before one trial call."
     )
+    breaker_store: Literal["auto", "redis", "local"] = Field(
+        "auto", description="Where circuit-breaker state lives: redis (shared by every "
+        "executor process), local, or auto (Redis when it answers).")
     secrets_dir: Path | None = Field(
         None, description="Folder of secret files, one per name; default <state_dir>/secrets."
     )
@@ -295,12 +298,6 @@ class Settings(BaseSettings):
         8790, description="`flowlog run`'s local demo server of examples/ (stand-in model, "
         "helpdesk, partner); the examples' URL inputs default to this port.")
 
-    @property
-    def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
-
-    @property
-    def pg_dsn(self) -> str:
     # --- projections (projections/; docs/projections.md) ---
     projectors: list[str] = Field(
         ["readmodel", "analytics"], description="Projectors `flowlog worker projector` runs "
@@ -314,6 +311,12 @@ class Settings(BaseSettings):
         5.0, description="How often the analytics projector recomputes the per-minute "
         "rollups of the minutes it changed (plain PostgreSQL form).")
 
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def pg_dsn(self) -> str:
         return (
             f"postgresql://{self.pg_user}:{self.pg_password}"
             f"@{self.pg_host}:{self.pg_port}/{self.pg_database}"

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from flowlog.schemas.errors import EventValidationError
 from flowlog.schemas.model import Event, Long, Record
-from pydantic import model_validator
+from pydantic import AwareDatetime, model_validator
 
 # --- shared named types -------------------------------------------------------------------
 
@@ -37,6 +37,9 @@ class ErrorInfo(Record):
     type: str
     message: str
     retryable: bool = False
+    #: not before this time is a retry worth it (an open circuit breaker's half-open time);
+    #: such a failure did not reach the target and uses up no attempt
+    retry_at: AwareDatetime | None = None
 
 
 class ModelCall(Record):

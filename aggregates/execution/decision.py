@@ -26,7 +26,7 @@ from flowlog.aggregates.execution.nodes.parallel import check_join
 from flowlog.aggregates.execution.state import TERMINAL, ExecutionState
 from flowlog.aggregates.expressions import Expression
 from flowlog.aggregates.ids import execution_event_id, task_key
-from flowlog.aggregates.retry import retry_due_at
+from flowlog.aggregates.retry import deferred_due_at, retry_due_at
 
 NodeVars = dict[str, Any]
 
@@ -130,8 +130,20 @@ class Decision:
         """Record a failed attempt, then retry, or apply the node's failure policy."""
         self.emit(ev.NodeFailed, node_id=node_id, attempt=attempt, error=error)
         spec = cnode.spec
-        if is_retryable(error) and attempt < spec.retry.max_attempts:
-            due = retry_due_at(spec.retry, self.work.execution_id, node_id, attempt, self.now)
+        deferred_to = error.get("retry_at")
+        if deferred_to is not None and is_retryable(error):
+            # never reached the target (open breaker): retry at its half-open time, spread a
+            # little so that the waiting attempts do not all arrive at once; no attempt used
+            due = deferred_due_at(datetime.fromisoformat(str(deferred_to)), self.now,
+                                  self.work.execution_id, node_id, attempt)
+            self.emit(ev.NodeRetryScheduled, node_id=node_id, attempt=attempt,
+                      next_attempt=attempt + 1, due_at=due)  # fmt: skip
+            self.emit(ev.TimerSet, timer_id=f"retry:{node_id}:{attempt}", kind="retry",
+                      node_id=node_id, attempt=attempt, due_at=due)  # fmt: skip
+            return
+        spent = self.work.attempts_spent(node_id, attempt)
+        if is_retryable(error) and spent < spec.retry.max_attempts:
+            due = retry_due_at(spec.retry, self.work.execution_id, node_id, spent, self.now)
             self.emit(ev.NodeRetryScheduled, node_id=node_id, attempt=attempt,
                       next_attempt=attempt + 1, due_at=due)  # fmt: skip
             self.emit(ev.TimerSet, timer_id=f"retry:{node_id}:{attempt}", kind="retry",

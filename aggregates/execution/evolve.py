@@ -86,6 +86,8 @@ def _succeeded(state: ExecutionState, e: ev.NodeSucceeded) -> None:
 
 def _failed(state: ExecutionState, e: ev.NodeFailed) -> None:
     _set_run(state, e.node_id, NodeRun("failed", e.attempt, None, e.error))
+    if e.error.get("retry_at") is not None:  # never reached the target: uses no attempt
+        state.deferrals[e.node_id] = state.deferrals.get(e.node_id, 0) + 1
     _drop_timeout(state, e.node_id, e.attempt)
 
 

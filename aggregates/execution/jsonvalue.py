@@ -38,13 +38,20 @@ def error_dict(type_: str, message: str, retryable: bool) -> dict[str, Any]:
 
 def error_from(err: Any) -> dict[str, Any]:
     """Any error mapping (a decoded record, a runner's outcome, a user's JSON) as the one
-    error value: ``type`` (default ``Error``), ``message`` and ``retryable``
-    (default `DEFAULT_RETRYABLE`). The single converter every reader and writer uses."""
+    error value: ``type`` (default ``Error``), ``message``, ``retryable``
+    (default `DEFAULT_RETRYABLE`) and, only when set, ``retry_at`` (ISO text: a failure that
+    never reached its target, e.g. an open circuit breaker, to retry not before then).
+    The single converter every reader and writer uses."""
     if not isinstance(err, dict):
         return error_dict("Error", "" if err is None else str(err), DEFAULT_RETRYABLE)
     retryable = err.get("retryable")
-    return error_dict(str(err.get("type") or "Error"), str(err.get("message") or ""),
-                      DEFAULT_RETRYABLE if retryable is None else bool(retryable))
+    out = error_dict(str(err.get("type") or "Error"), str(err.get("message") or ""),
+                     DEFAULT_RETRYABLE if retryable is None else bool(retryable))
+    retry_at = err.get("retry_at")
+    if retry_at is not None:  # not before then (ISO text in the domain: errors stay JSON)
+        out["retry_at"] = retry_at.isoformat() if isinstance(retry_at, datetime) else str(
+            retry_at)
+    return out
 
 
 def is_retryable(err: dict[str, Any] | None) -> bool:

@@ -63,6 +63,9 @@ class ExecutionState:
     # the trigger's source and dedup key while queued (flow control), for ExecutionStarted
     trigger_source: str | None = None
     dedup_key: str | None = None
+    # node_id -> failed attempts that never reached the target (an open circuit breaker):
+    # they are retried at the breaker's half-open time and use up no attempt
+    deferrals: dict[str, int] = field(default_factory=dict)
 
     def clone(self) -> ExecutionState:
         """A copy whose containers can be changed without touching this one."""
@@ -72,7 +75,12 @@ class ExecutionState:
             self.terminal, dict(self.loops), dict(self.timers), dict(self.incidents),
             set(self.applied), self.output, self.error, self.failed_node, dict(self.usage),
             self.started_at, self.finished_at, self.trigger_source, self.dedup_key,
+            dict(self.deferrals),
         )  # fmt: skip
+
+    def attempts_spent(self, node_id: str, attempt: int) -> int:
+        """How many of a node's attempts up to ``attempt`` reached the target."""
+        return attempt - self.deferrals.get(node_id, 0)
 
     @property
     def finished(self) -> bool:
@@ -139,6 +147,8 @@ class ExecutionState:
         if self.phase == "queued" or self.trigger_source is not None:  # flow control only
             out["trigger_source"] = self.trigger_source
             out["dedup_key"] = self.dedup_key
+        if self.deferrals:
+            out["deferrals"] = self.deferrals
         return out
 
     @classmethod
@@ -169,6 +179,7 @@ class ExecutionState:
             finished_at=_from_iso(data["finished_at"]),
             trigger_source=data.get("trigger_source"),
             dedup_key=data.get("dedup_key"),
+            deferrals=dict(data.get("deferrals") or {}),
         )
 
 

@@ -7,6 +7,7 @@ reported as `tool_error`, retryable (a tool that wants no retry raises `NonRetry
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 
@@ -62,7 +63,20 @@ class HttpStatusError(ExecutorError):
 
 
 class CircuitOpen(Retryable):
+    """The target's breaker is open: the call was not made. ``retry_at`` (wall clock) is
+    when a retry may get through; the orchestrator retries then without using an attempt."""
+
     type = "circuit_open"
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.retry_at is not None:
+            out["retry_at"] = self.retry_at.isoformat()
+        return out
 
 
 class RateLimited(Retryable):

@@ -62,8 +62,8 @@ class HttpGateway:
             if name.lower() == IDEMPOTENCY_HEADER.lower():
                 send_headers.pop(IDEMPOTENCY_HEADER, None)
             send_headers[name] = value
-        breaker = self.limits.breakers.get(target)
-        breaker.before_call()
+        breakers = self.limits.breakers
+        await breakers.before_call(target)
         started = time.monotonic()
         try:
             async with self.limits.target(target):
@@ -79,29 +79,29 @@ class HttpGateway:
                     timeout=httpx.Timeout(max(0.001, left - min(0.05, left * 0.1))),
                 )
         except httpx.TimeoutException as exc:
-            breaker.record_failure()
+            await breakers.record_failure(target)
             raise TaskTimeout(
                 f"{method.upper()} {target} timed out after {time.monotonic() - started:.1f}s"
                 f" ({type(exc).__name__})"
             ) from exc
         except (httpx.TransportError, OSError) as exc:
-            breaker.record_failure()
+            await breakers.record_failure(target)
             raise ConnectionFailed(
                 f"{method.upper()} {target} failed: {type(exc).__name__}: {exc}"
             ) from exc
         except BaseException:
             # cancelled: the task's deadline came while the target was still answering
             if time.monotonic() - started >= timeout_s * 0.9:
-                breaker.record_failure()
+                await breakers.record_failure(target)
             else:
-                breaker.record_neutral()
+                await breakers.record_neutral(target)
             raise
         if is_retryable_status(response.status_code):
-            breaker.record_failure()
+            await breakers.record_failure(target)
         elif response.is_success:
-            breaker.record_success()
+            await breakers.record_success(target)
         else:
-            breaker.record_neutral()
+            await breakers.record_neutral(target)
         if raise_for_status and not response.is_success:
             raise status_error(method, target, response)
         return response

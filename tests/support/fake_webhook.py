@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -45,11 +46,22 @@ class FakeWebhookServer:
         self.requests: list[Received] = []
         self._plan: deque[Planned] = deque()
         self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._down_for = 0.0
+        self._down_status = 503
         self._server = BackgroundServer(self._app())
 
     def fail(self, times: int, status: int = 500) -> FakeWebhookServer:
         with self._lock:
             self._plan.extend(Planned(status=status) for _ in range(times))
+        return self
+
+    def down_for(self, seconds: float, status: int = 503) -> FakeWebhookServer:
+        """An outage: answer every request with ``status`` for ``seconds`` from the next
+        request on."""
+        with self._lock:
+            self._down_for = seconds
+            self._down_status = status
         return self
 
     def hang(self, seconds: float) -> FakeWebhookServer:
@@ -66,6 +78,7 @@ class FakeWebhookServer:
         with self._lock:
             self._plan.clear()
             self.requests.clear()
+            self._down_until = self._down_for = 0.0
 
     @property
     def url(self) -> str:
@@ -96,7 +109,13 @@ class FakeWebhookServer:
                     {k.lower(): v for k, v in request.headers.items()}, body,
                     request.url.query,
                 ))  # fmt: skip
-                plan = self._plan.popleft() if self._plan else Planned()
+                if self._down_for:  # the outage starts with this request
+                    self._down_until = time.monotonic() + self._down_for
+                    self._down_for = 0.0
+                if time.monotonic() < self._down_until:
+                    plan = Planned(status=self._down_status)
+                else:
+                    plan = self._plan.popleft() if self._plan else Planned()
             if plan.hang_s:
                 await asyncio.sleep(plan.hang_s)
             if plan.json is not None:

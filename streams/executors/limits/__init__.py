@@ -6,12 +6,20 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from flowlog.streams.executors.limits.breaker import Breakers, BreakerState, CircuitBreaker
+from flowlog.streams.executors.limits.breaker import (
+    Breakers,
+    BreakerState,
+    CircuitBreaker,
+    LocalBreakers,
+    RedisBreakers,
+    breakers_for,
+)
 from flowlog.streams.executors.limits.ratelimit import RateLimiter, TokenBucket
 
 from flowlog.settings import Settings
 
-__all__ = ["BreakerState", "Breakers", "CircuitBreaker", "Limits", "RateLimiter", "TokenBucket"]
+__all__ = ["BreakerState", "Breakers", "CircuitBreaker", "Limits", "LocalBreakers",
+           "RateLimiter", "RedisBreakers", "TokenBucket"]
 
 
 class Limits:
@@ -22,11 +30,7 @@ class Limits:
         self._target_limit = settings.executor_target_concurrency
         self._by_type: dict[str, asyncio.Semaphore] = {}
         self._by_target: dict[str, asyncio.Semaphore] = {}
-        self.breakers = Breakers(
-            failure_threshold=settings.breaker_failure_threshold,
-            cooldown_s=settings.breaker_cooldown_s,
-            clock=clock,
-        )
+        self.breakers: Breakers = breakers_for(settings, clock=clock)
         self.rate = RateLimiter(
             settings.executor_rate_limits,
             settings.executor_rate_burst,
@@ -52,3 +56,4 @@ class Limits:
 
     async def aclose(self) -> None:
         await self.rate.aclose()
+        await self.breakers.aclose()

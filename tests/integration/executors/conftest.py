@@ -18,7 +18,8 @@ def exec_settings(
     settings: Settings, fake_llm_server: FakeLLMServer, tmp_path: object
 ) -> Settings:
     """This test's settings: own topic prefix (own rate-limit keys), the fake LLM, an empty
-    secrets folder, and a breaker that opens after 3 failures."""
+    secrets folder, and a breaker that opens after 3 failures (this process's own breakers:
+    the tests move their clock; the shared store has its own suite)."""
     return settings.model_copy(update={
         "openai_base_url": fake_llm_server.openai_base_url,
         "anthropic_base_url": fake_llm_server.anthropic_base_url,
@@ -26,6 +27,7 @@ def exec_settings(
         "breaker_failure_threshold": 3,
         "breaker_cooldown_s": 30.0,
         "executor_rate_limiter": "local",
+        "breaker_store": "local",
     })  # fmt: skip
 
 

@@ -144,3 +144,50 @@ def test_started_report_and_status() -> None:
     assert run.types(evs) == ["NodeStarted"] and run.state.status == "running"
     run.ok("A", {})
     assert run.state.nodes["A"].status == "succeeded"
+
+
+def _circuit_open(run: Run, node_id: str, retry_at: object) -> list[object]:
+    return run.send(I.NodeResultReported(
+        event_id=run._id("result"), node_id=node_id, attempt=run.attempt(node_id),
+        status="failed", error={"type": "circuit_open", "message": "circuit open for x",
+                                "retryable": True, "retry_at": retry_at},
+    ))  # fmt: skip
+
+
+def test_an_open_breaker_defers_to_its_half_open_time_and_uses_no_attempt() -> None:
+    d = definition({"a": {"type": "tool", "tool": "t", "retry": {"max_attempts": 2}}})
+    run = Run(d)
+    run.trigger({})
+    half_open = T0 + timedelta(seconds=30)
+    for _ in range(5):  # five fail-fast answers: none of them spends an attempt
+        evs = _circuit_open(run, "a", half_open.isoformat())
+        assert run.types(evs) == ["NodeFailed", "NodeRetryScheduled", "TimerSet"]
+        assert evs[0].error["type"] == "circuit_open"  # the reason, visible in the log
+        not_before = max(half_open, run.now)
+        assert not_before <= evs[1].due_at < not_before + timedelta(seconds=1)
+        run.fire("retry", "a")
+    assert run.attempt("a") == 6 and run.state.deferrals == {"a": 5}
+    # one real failure: attempt 1 of 2 spent, so one retry is left
+    assert "NodeRetryScheduled" in run.types(run.fail("a"))
+    run.fire("retry", "a")
+    assert run.types(run.fail("a"))[-1] == "ExecutionFailed"  # two real failures: done
+
+
+def test_deferrals_survive_a_snapshot() -> None:
+    d = definition({"a": {"type": "tool", "tool": "t", "retry": {"max_attempts": 2}}})
+    run = Run(d)
+    run.trigger({})
+    _circuit_open(run, "a", (T0 + timedelta(seconds=30)).isoformat())
+    restored = ExecutionState.from_dict(run.state.to_dict())
+    assert restored.deferrals == {"a": 1} and restored == run.state
+
+
+def test_a_non_retryable_error_is_not_deferred_even_with_retry_at() -> None:
+    d = definition({"a": {"type": "tool", "tool": "t", "retry": {"max_attempts": 3}}})
+    run = Run(d)
+    run.trigger({})
+    evs = run.send(I.NodeResultReported(
+        event_id="r", node_id="a", attempt=1, status="failed",
+        error={"type": "x", "message": "m", "retryable": False,
+               "retry_at": (T0 + timedelta(seconds=5)).isoformat()}))  # fmt: skip
+    assert run.types(evs)[-1] == "ExecutionFailed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flowlog.streams.executors.errors import CircuitOpen
-from flowlog.streams.executors.limits import Breakers, BreakerState, CircuitBreaker
+from flowlog.streams.executors.limits import BreakerState, CircuitBreaker, LocalBreakers
 
 
 class Clock:
@@ -79,7 +79,7 @@ def test_neutral_outcome_frees_the_trial_without_closing() -> None:
 
 def test_breakers_are_per_target() -> None:
     clock = Clock()
-    breakers = Breakers(failure_threshold=1, cooldown_s=1, clock=clock)
+    breakers = LocalBreakers(failure_threshold=1, cooldown_s=1, clock=clock)
     breakers.get("http://a").record_failure()
     assert breakers.get("http://a").state is BreakerState.open
     assert breakers.get("http://b").state is BreakerState.closed
