@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -85,12 +86,13 @@ async def one_run(n: int) -> dict[str, float]:
     now = datetime.now(UTC)
     values = [(f"bench-{i}", codec.encode("ExecutionEventBatch", _batch(f"bench-{i}", now)))
               for i in range(n)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     futs = [await kafka.send(topic, v, key=x.encode(), partition=partition_of(x, parts))
             for x, v in values]
     await asyncio.gather(*futs)
     await _until(lambda: publisher.published >= n, 600)
     parked_s = time.perf_counter() - t0
+    parked_cpu = time.process_time() - c0
     stop.set()
     await task
     # every letter is due 1 s after it was parked: wait until the due queue holds them all
@@ -109,17 +111,43 @@ async def one_run(n: int) -> dict[str, float]:
         await asyncio.sleep(0.1)
     bridge = Bridge(s, kafka)
     stop2 = asyncio.Event()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     btask = asyncio.create_task(bridge.run(stop2))
     await _until(lambda: bridge.bridged >= n, 600)
     bridged_s = time.perf_counter() - t1
+    bridged_cpu = time.process_time() - c1
     stop2.set()
     await btask
+    ceiling = await _raw_ceiling(conn, ch, s, min(n, 5000))
     await topology.delete(ch, s)
     await conn.close()
     await kafka.stop()
     return {"parked_per_s": n / parked_s, "bridged_per_s": n / bridged_s,
-            "parked_s": parked_s, "bridged_s": bridged_s}
+            "parked_s": parked_s, "bridged_s": bridged_s,
+            # per second of this process's CPU: what one free core would carry
+            "parked_per_cpu_s": n / parked_cpu, "bridged_per_cpu_s": n / bridged_cpu,
+            "raw_publish_ceiling_per_s": ceiling}
+
+
+async def _raw_ceiling(conn: Any, ch: Any, s: Settings, n: int) -> float:
+    """The broker's pace right now: persistent 600-byte messages with confirms into a quorum
+    queue through aiormq, 500 in flight, nothing else (the context for the figures)."""
+    from pamqp.commands import Basic
+
+    raw = await ch.get_underlay_channel()
+    name = f"{topology.prefix(s)}.ceiling"
+    await raw.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    confirmed = await conn.channel(publisher_confirms=True)
+    pub = await confirmed.get_underlay_channel()
+    props = Basic.Properties(delivery_mode=2, message_id="m", content_type="application/json")
+    t = time.perf_counter()
+    for i in range(0, n, 500):
+        await asyncio.gather(*(pub.basic_publish(b"x" * 600, routing_key=name,
+                                                 properties=props)
+                               for _ in range(min(500, n - i))))
+    rate = n / (time.perf_counter() - t)
+    await raw.queue_delete(name)
+    return rate
 
 
 def main() -> None:
@@ -130,12 +158,18 @@ def main() -> None:
     runs = []
     for i in range(a.runs):
         r = asyncio.run(one_run(a.n))
-        print(f"run {i + 1}: parked {r['parked_per_s']:,.0f}/s ({r['parked_s']:.2f}s), "
-              f"bridged back {r['bridged_per_s']:,.0f}/s ({r['bridged_s']:.2f}s)")
+        print(f"run {i + 1}: parked {r['parked_per_s']:,.0f}/s ({r['parked_s']:.2f}s, "
+              f"{r['parked_per_cpu_s']:,.0f} per CPU-s), bridged back "
+              f"{r['bridged_per_s']:,.0f}/s ({r['bridged_s']:.2f}s, "
+              f"{r['bridged_per_cpu_s']:,.0f} per CPU-s); raw publish ceiling "
+              f"{r['raw_publish_ceiling_per_s']:,.0f}/s")
         runs.append(r)
     fig = {"n": a.n, "runs": runs,
            "parked_per_s_median": median([r["parked_per_s"] for r in runs]),
            "bridged_per_s_median": median([r["bridged_per_s"] for r in runs]),
+           "raw_publish_ceiling_per_s_median": median(
+               [r["raw_publish_ceiling_per_s"] for r in runs]),
+           "load_average_1m_at_end": os.getloadavg()[0],
            "goal_per_s": 2000,
            "command": f"python benchmarks/bench_deadletters.py --n {a.n} --runs {a.runs}"}
     print(f"median of {a.runs}: parked {fig['parked_per_s_median']:,.0f}/s, bridged back "

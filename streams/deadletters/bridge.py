@@ -1,7 +1,7 @@
 """The bridge: dead letters whose delay is over (the due queue) → `RetryNodeRequested` on
 Kafka; and `run`, the `flowlog worker deadletters` process (publisher + bridge + metrics).
 
-A batch of due messages (up to ``deadletter_batch``, the prefetch) is read, each parsed:
+A batch of due messages (up to ``deadletter_batch``; prefetch 3 batches) is read, each parsed:
 a malformed one is published to the parking queue with the reason (confirmed) and never
 retried; the others become retry commands whose event ids derive from their message ids.
 Only once Kafka acknowledged the commands are the messages acknowledged. A crash (kill -9)
@@ -88,7 +88,8 @@ class Bridge:
         connection = await topology.connect(self.settings)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await channel.set_qos(prefetch_count=self.settings.deadletter_batch)
+            # two batches delivered ahead: the next is there while this one is sent to Kafka
+            await channel.set_qos(prefetch_count=3 * self.settings.deadletter_batch)
             topo = await topology.declare(channel, self.settings)
             self.inbox = asyncio.Queue()
             # aiormq under aio-pika on the hot path: aio-pika's message wrapper per delivery

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import aio_pika
@@ -40,6 +41,8 @@ from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
 GROUP = "deadletters"
+#: Polls whose dead letters may wait for their confirms at once (the rest waits).
+MAX_ROUNDS = 4
 
 
 def amqp_message(letter: DeadLetter, extra_headers: dict[str, Any] | None = None
@@ -69,15 +72,17 @@ class RabbitSink:
         self.channel: Any = None
         self.topo: topology.Topology | None = None
         self.attempts = 0  # failed publish rounds (tests and logs read it)
+        self._opening = asyncio.Lock()
 
     async def open(self) -> topology.Topology:
-        if self.topo is None or self.connection is None or self.connection.is_closed:
-            await self.close()
-            self.connection = await topology.connect(self.settings)
-            self.channel = await self.connection.channel(publisher_confirms=True,
-                                                         on_return_raises=True)
-            self.topo = await topology.declare(self.channel, self.settings)
-        return self.topo
+        async with self._opening:  # rounds publish concurrently: one connection for all
+            if self.topo is None or self.connection is None or self.connection.is_closed:
+                await self.close()
+                self.connection = await topology.connect(self.settings)
+                self.channel = await self.connection.channel(publisher_confirms=True,
+                                                             on_return_raises=True)
+                self.topo = await topology.declare(self.channel, self.settings)
+            return self.topo
 
     async def close(self) -> None:
         conn, self.connection, self.topo = self.connection, None, None
@@ -146,7 +151,8 @@ class _Listener(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        for tp in revoked:  # offsets are committed after every batch: nothing in flight
+        await self.owner.drain()  # confirmed and committed before the partitions go
+        for tp in revoked:
             self.owner.parts.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -172,8 +178,12 @@ class Publisher:
         self.consumer = group_consumer(settings, GROUP, [self.topic],
                                        max_poll_interval_ms=3_600_000)
         self.parts: dict[int, PartitionFold] = {}
+        # the next offset to publish from, per partition (records before it were published)
         self.resume_at: dict[int, int] = {}
         self.published = 0
+        #: publish rounds (one per poll) in flight, oldest first, with the offsets to commit
+        self.inflight: deque[tuple[asyncio.Task[None] | None,
+                                   dict[TopicPartition, int]]] = deque()
 
     def render(self, workflow_id: str, version: int, node_id: str, node_input: Any,
                item: Any, execution_id: str) -> Any:
@@ -200,19 +210,29 @@ class Publisher:
                     timeout_ms=200, max_records=4 * self.settings.deadletter_batch)
                 if batches:
                     await self.handle(batches, stop)
+                elif self.inflight:
+                    await self._settle(block=False)
         finally:
+            try:
+                await asyncio.wait_for(self.drain(), 15)
+            except (asyncio.CancelledError, Exception):  # stopped while RabbitMQ was away
+                log.info("deadletters: stopped with unconfirmed dead letters; their offsets "
+                         "stay uncommitted and the next publisher re-reads them")
             await self.consumer.stop()
             await self.sink.close()
 
     async def handle(self, batches: dict[TopicPartition, list[Any]],
                      stop: asyncio.Event | None = None) -> None:
+        """Fold a poll, publish its dead letters (up to `MAX_ROUNDS` polls' worth in flight)
+        and commit the offsets of every poll whose dead letters, and all before them, are
+        confirmed: the uncommitted offset is the outbox."""
         letters: list[DeadLetter] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, msgs in batches.items():
             fold = self.parts.get(tp.partition)
             if fold is None:
                 continue
-            resume = self.resume_at.get(tp.partition, 0)
+            emit_from = self.resume_at.get(tp.partition, 0)
             for msg in msgs:
                 try:
                     events = self.codec.decode(msg.value).record["events"]
@@ -220,21 +240,42 @@ class Publisher:
                     log.exception("deadletters: unreadable execution-events record %s@%s",
                                   tp, msg.offset)
                     continue
-                letters += fold.apply(events, emit=msg.offset >= resume)
+                letters += fold.apply(events, emit=msg.offset >= emit_from)
             last = msgs[-1].offset + 1
-            if last > resume:
+            if last > emit_from:
                 offsets[tp] = last
-        if letters:
-            await self.sink.publish_all(letters, stop)
-            self.published += len(letters)
-        if offsets:
+                self.resume_at[tp.partition] = last
+        task = asyncio.create_task(self._publish(letters, stop)) if letters else None
+        self.inflight.append((task, offsets))
+        await self._settle(block=len(self.inflight) >= MAX_ROUNDS)
+
+    async def _publish(self, letters: list[DeadLetter], stop: asyncio.Event | None) -> None:
+        await self.sink.publish_all(letters, stop)
+        self.published += len(letters)
+
+    async def _settle(self, block: bool) -> None:
+        """Commit the offsets of the oldest rounds whose dead letters are all confirmed."""
+        if block and self.inflight and self.inflight[0][0] is not None:
+            await asyncio.wait([self.inflight[0][0]])
+        merged: dict[TopicPartition, int] = {}
+        while self.inflight:
+            task, offsets = self.inflight[0]
+            if task is not None and not task.done():
+                break
+            self.inflight.popleft()
+            if task is not None:
+                task.result()  # CancelledError: stopped while RabbitMQ was away
+            merged.update(offsets)
+        if merged:
             try:
-                await self.consumer.commit(offsets)
+                await self.consumer.commit(merged)
             except (CommitFailedError, KafkaError) as exc:  # re-read later: same message ids
                 log.warning("deadletters: commit failed (%s); the records will be re-read", exc)
-                return
-            for tp, off in offsets.items():
-                self.resume_at[tp.partition] = off
+
+    async def drain(self) -> None:
+        """Wait for every round in flight and commit behind it."""
+        while self.inflight:
+            await self._settle(block=True)
 
 
 __all__ = ["DELAY", "GROUP", "Publisher", "RabbitSink", "amqp_message"]
