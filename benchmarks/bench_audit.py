@@ -45,6 +45,7 @@ from flowlog.aggregates.records import batch_record
 from flowlog.projections.audit import operations as ops
 from flowlog.projections.audit import replay
 from flowlog.projections.audit.projector import Projector
+from flowlog.projections.audit.steps import recorded_steps
 from flowlog.projections.audit.store import AuditStore
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.guard import DecodeGuard
@@ -206,6 +207,19 @@ def bench_what_if(total: int, runs: int) -> dict[str, Any]:
         by_wf.setdefault(events[0].workflow_id, []).append((eid, events))
     triage_changed = changed_switch(defs["support-triage"])
     out: dict[str, Any] = {"executions": total, "events": events_total}
+    # the floor: today's decide alone on the same recorded inputs (no rebuild, no report)
+    steps = [(defs[ev[0].workflow_id], recorded_steps(ev)) for _, ev in histories]
+    floor = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        for d, st in steps:
+            state = ExecutionState()
+            for step in st:
+                if step.input is not None:
+                    for e in decide(state, step.input, step.at, d):
+                        evolve(state, e)
+        floor.append(total / (time.perf_counter() - t))
+    out["decide_only"] = {"executions_per_s": round(statistics.median(floor))}
     for label in ("unchanged", "changed_switch"):
         rates = []
         for _ in range(runs):

@@ -126,6 +126,16 @@ def test_what_if_verify_and_lineage(filled: dict[str, Any], tmp_path: Path) -> N
     verified = _json(filled, "replay", "verify")
     assert verified["checked"] == len(filled["executions"]) and verified["differ"] == 0
 
+    # the tables and trees a person reads
+    for args in (("audit", eid), ("audit", eid, "--diff", "5", "9"),
+                 ("replay", "what-if", eid, "--definition", str(changed)),
+                 ("replay", "what-if", "--workflow", "support-triage", "--version", "1"),
+                 ("replay", "verify"), ("lineage", eid),
+                 ("lineage", filled["executions"][eid][3].event_id)):
+        plain = _cli(filled, *args)
+        assert plain.exit_code == 0, (args, plain.output)
+        assert plain.stdout.strip()
+
     first = filled["executions"][eid][0]
     lin = _json(filled, "lineage", eid)
     assert lin["execution_id"] == eid and lin["caused"]["kind"] == "execution"
