@@ -14,6 +14,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 from flowlog.aggregates.definition.compiled import CompiledDefinition, compile_definition
+from flowlog.aggregates.definition.lifecycle import transition
 from flowlog.aggregates.definition.model import WorkflowSpec
 from flowlog.aggregates.definition.parse import parse_definition
 from flowlog.aggregates.errors import InvalidTransition
@@ -46,7 +47,7 @@ class WorkflowDefinition(Aggregate):
         self.workflow_id = workflow_id
         self.versions: dict[int, dict[str, Any]] = {version: definition}
         self.latest_version = version
-        self.status = "draft"
+        self.status = transition(None, "WorkflowDefined", workflow_id)
         self.pause_reason: str | None = None
 
     def update(self, definition: dict[str, Any], *, timestamp: datetime) -> int:
@@ -74,7 +75,7 @@ class WorkflowDefinition(Aggregate):
 
     @event("WorkflowActivated")
     def _activated(self, timestamp: datetime) -> None:
-        self.status = "active"
+        self.status = transition(self.status, "WorkflowActivated", self.workflow_id)
         self.pause_reason = None
 
     def pause(self, reason: str = "", *, timestamp: datetime) -> None:
@@ -84,7 +85,7 @@ class WorkflowDefinition(Aggregate):
 
     @event("WorkflowPaused")
     def _paused(self, reason: str, timestamp: datetime) -> None:
-        self.status = "paused"
+        self.status = transition(self.status, "WorkflowPaused", self.workflow_id)
         self.pause_reason = reason
 
     def archive(self, *, timestamp: datetime) -> None:
@@ -93,7 +94,7 @@ class WorkflowDefinition(Aggregate):
 
     @event("WorkflowArchived")
     def _archived(self, timestamp: datetime) -> None:
-        self.status = "archived"
+        self.status = transition(self.status, "WorkflowArchived", self.workflow_id)
 
     @property
     def accepting(self) -> bool:
@@ -108,7 +109,6 @@ class WorkflowDefinition(Aggregate):
         return compile_definition(self.spec(version))
 
     def _require_not_archived(self, action: str) -> None:
-        if self.status == "archived":
-            raise InvalidTransition(
-                f"workflow {self.workflow_id!r} is archived: cannot {action}; define a new one"
-            )
+        event_type = {"update": "WorkflowUpdated", "activate": "WorkflowActivated",
+                      "pause": "WorkflowPaused"}[action]
+        transition(self.status, event_type, self.workflow_id)  # raises InvalidTransition

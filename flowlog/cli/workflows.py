@@ -67,7 +67,7 @@ def apply(
 ) -> None:
     """Validate, then publish each definition (a new version only when it changed) and
     activate it unless --draft. Exit 1 on the first invalid file (nothing of it published)."""
-    from flowlog.aggregates.errors import DefinitionInvalid
+    from flowlog.aggregates.errors import DefinitionInvalid, InvalidTransition
     from flowlog.settings import get_settings
     from flowlog.streams.runtime.tools import apply_definition
 
@@ -82,6 +82,9 @@ def apply(
             raise typer.Exit(2) from None
         except DefinitionParseError as exc:
             err.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(1) from None
+        except InvalidTransition as exc:
+            err.print(f"[red]error[/red]: {file}: {exc}", markup=True)
             raise typer.Exit(1) from None
         except DefinitionInvalid as exc:
             err.print(f"[red]{file}: {len(exc.issues)} error(s)[/red]")

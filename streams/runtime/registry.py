@@ -14,7 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from flowlog.aggregates.definition import CompiledDefinition, compile_definition
+from flowlog.aggregates.definition.lifecycle import transition
 from flowlog.aggregates.definition.validate import validate_definition
+from flowlog.aggregates.errors import InvalidTransition
 from flowlog.schemas.codec import Codec
 from flowlog.streams.runtime.kafka import catalog, seek_to_start
 
@@ -47,20 +49,29 @@ class DefinitionRegistry:
         self._compiled: dict[tuple[str, int], CompiledDefinition | None] = {}
 
     def apply(self, name: str, record: dict[str, Any]) -> None:
-        """Fold one definition event (a decoded record)."""
+        """Fold one definition event (a decoded record) by the one lifecycle rule
+        (`aggregates.definition.lifecycle`); an event it forbids is logged and ignored."""
         import orjson
 
         wid = record["workflow_id"]
+        wf = self.workflows.get(wid)
+        current = None if wf is None or not wf.versions else wf.status
+        if name == "WorkflowDefined" and current is not None:
+            name = "WorkflowUpdated"  # a re-definition adds a version, as the SDK allows
+        try:
+            status = transition(current, name, wid)
+        except InvalidTransition as exc:
+            log.warning("definition event ignored: %s", exc)
+            return
         wf = self.workflows.setdefault(wid, Workflow(wid))
+        wf.status = status
         if name in ("WorkflowDefined", "WorkflowUpdated"):
             raw = record["definition"]
             wf.versions[int(record["version"])] = orjson.loads(raw) if isinstance(raw, str) else raw
         elif name == "WorkflowActivated":
-            wf.status, wf.reason = "active", ""
+            wf.reason = ""
         elif name == "WorkflowPaused":
-            wf.status, wf.reason = "paused", record.get("reason") or ""
-        elif name == "WorkflowArchived":
-            wf.status = "archived"
+            wf.reason = record.get("reason") or ""
 
     def resolve(self, workflow_id: str, version: int) -> int:
         """The version a trigger pins: its own, or the newest when it gives 0."""

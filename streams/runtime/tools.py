@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from flowlog.aggregates.definition.lifecycle import transition
 from flowlog.aggregates.definition.model import WorkflowSpec
 from flowlog.aggregates.definition.parse import parse_text
 from flowlog.aggregates.definition.tool_checks import check_tools
@@ -97,6 +98,9 @@ def apply_definition(settings: Settings, path: Path, *, draft: bool = False,
     if not draft and (status != "active" or events):
         events.append(WorkflowActivated(workflow_id=spec.id, workflow_version=version))
         what += ", active"
+    check: str | None = None if status == "none" else status
+    for e in events:  # the lifecycle every reader applies: refuse before publishing
+        check = transition(check, e.event_type, spec.id)
     if events:
         with EventProducer.from_settings(settings) as producer:
             summary = producer.publish_many(events)
