@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from flowlog.aggregates import records
 from flowlog.schemas.events import NodeTaskIssued
@@ -233,13 +233,24 @@ class Executor:
             safe = part.safe() if part else None
             if part is not None and safe is not None and safe != part.committed:
                 offsets[tp] = OffsetAndMetadata(safe, "")
-                part.committed = safe
         if offsets:
             self.last_commit = now
             try:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
+                # another member may own these partitions now: it re-runs from its commit,
+                # and task keys make the re-runs the same outside calls
                 log.warning("executor: commit failed: %s", exc)
+                return
+            except KafkaError as exc:
+                # the coordinator moved or the connection dropped: not a loss (the results
+                # are acked); the same offsets are committed again with the next commit
+                log.warning("executor: commit not made (%s); retried with the next one", exc)
+                return
+            for tp, offset in offsets.items():
+                part = self.parts.get(tp.partition)
+                if part is not None:
+                    part.committed = offset.offset
 
     async def _one(self, tp: TopicPartition, part: _Partition, msg: Any) -> None:
         part.next = msg.offset + 1
