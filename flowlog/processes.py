@@ -23,9 +23,11 @@ PROCESSES: dict[str, str] = {
     "webhooks": "flowlog.api.webhooks.service:run",  # ingress
     "scheduler": "flowlog.streams.triggers.scheduler:run",  # ingress
     "gateway": "flowlog.api.gateway.service:run",  # ingress
+    "events": "flowlog.streams.triggers.events:run",  # ingress
     "deadletters": "flowlog.streams.deadletters.bridge:run",
     "projector": "flowlog.projections.worker:run",
     "audit": "flowlog.projections.audit.projector:run",
+    "api": "flowlog.api.query.service:run",  # query API + dashboard
 }
 
 

@@ -24,6 +24,12 @@ from flowlog.aggregates.definition.model import SECRET_REF
 WEBHOOK_KEYS = {"path", "method", "secret", "tolerance", "headers", "allow_ips", "max_body",
                 "rate_limit", "input", "dedup"}
 SCHEDULE_KEYS = {"cron", "timezone", "input", "window", "start", "end", "missed", "max_catchup"}
+EVENT_KEYS = {"event", "topic", "format", "filter", "input", "dedup", "start"}
+EVENT_FORMATS = ("json", "avro")
+#: What an event trigger's filter, input and dedup expressions may read.
+EVENT_VARIABLES = frozenset({"event", "key", "headers", "topic", "partition", "offset",
+                             "timestamp"})
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 WEBHOOK_METHODS = ("POST", "PUT", "PATCH")
 MISSED_POLICIES = ("skip", "run_once", "run_all")
 WEBHOOK_VARIABLES = frozenset({"headers", "body", "query"})
@@ -69,6 +75,29 @@ def check_webhook(issues: Issues, path: str, trig: dict[str, Any], found: Collec
         epath = join_path(path, key)
         if trig.get(key) is not None and issues.string(epath, trig[key], required=True):
             found.expressions.append((epath, trig[key], None, WEBHOOK_VARIABLES))
+
+
+def check_event(issues: Issues, path: str, trig: dict[str, Any], found: Collected) -> None:
+    """``event`` names the event (and, without ``topic``, the topic read); ``format`` json or
+    avro; ``filter``/``input``/``dedup`` CEL over the record; ``start`` latest, earliest, an
+    offset or an ISO time (where a new router group starts reading)."""
+    name = issues.string(join_path(path, "event"), trig.get("event"), required=True)
+    topic = issues.string(join_path(path, "topic"), trig.get("topic")) or name
+    if topic is not None and not _TOPIC.match(topic):
+        issues.add(join_path(path, "topic" if trig.get("topic") else "event"),
+                   "not a Kafka topic name", topic,
+                   fix="letters, digits, '.', '_' and '-' (or give topic: separately)")
+    issues.choice(join_path(path, "format"), trig.get("format"), EVENT_FORMATS, "json")
+    for key in ("filter", "input", "dedup"):
+        epath = join_path(path, key)
+        if trig.get(key) is not None and issues.string(epath, trig[key], required=True):
+            found.expressions.append((epath, trig[key], None, EVENT_VARIABLES))
+    start = trig.get("start")
+    if start is not None and start not in ("latest", "earliest") and not (
+            isinstance(start, int) and not isinstance(start, bool) and start >= 0) \
+            and not isinstance(parse_instant(start), datetime):
+        issues.add(join_path(path, "start"), "bad start position", start,
+                   fix='latest, earliest, an offset (integer) or an ISO time')
 
 
 def check_schedule(issues: Issues, path: str, trig: dict[str, Any]) -> None:

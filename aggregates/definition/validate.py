@@ -46,7 +46,7 @@ TRIGGER_KEYS: dict[str, set[str]] = {
     "manual": set(),
     "webhook": trigger_checks.WEBHOOK_KEYS,
     "schedule": trigger_checks.SCHEDULE_KEYS,
-    "event": {"event", "filter"},
+    "event": trigger_checks.EVENT_KEYS,
     "poll": {"url", "interval", "filter"},
 }
 RETRY_KEYS = {"max_attempts", "initial_delay", "multiplier", "max_delay", "jitter"}
@@ -156,13 +156,13 @@ def _triggers(issues: Issues, value: object, found: Collected) -> tuple[TriggerS
             checks.check_cron(issues, path, trig.get("cron"), trig.get("timezone"))
             trigger_checks.check_schedule(issues, path, trig)
         elif typ == "event":
-            issues.string(join_path(path, "event"), trig.get("event"), required=True)
+            trigger_checks.check_event(issues, path, trig, found)
         elif typ == "poll":
             issues.string(join_path(path, "url"), trig.get("url"), required=True)
             issues.duration(join_path(path, "interval"), trig.get("interval"), required=True)
         elif typ == "webhook":
             trigger_checks.check_webhook(issues, path, trig, found)
-        if typ in ("event", "poll") and trig.get("filter") is not None:
+        if typ == "poll" and trig.get("filter") is not None:
             fpath = join_path(path, "filter")
             if issues.string(fpath, trig.get("filter"), required=True) is not None:
                 found.expressions.append((fpath, trig["filter"], None, frozenset({"event"})))

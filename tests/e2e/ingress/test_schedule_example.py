@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from flowlog.projections.migrate import migrate
 from flowlog.streams.runtime.registry import RegistryFollower
 from flowlog.streams.triggers.definitions import TrackingRegistry
 from flowlog.streams.triggers.scheduler import Scheduler
 
 from tests.e2e.conftest import EXAMPLES, Engine, events_of
+from tests.integration.ingress.conftest import migrate
 from tests.integration.triggers.conftest import Clock
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import orjson
-from flowlog.projections.migrate import migrate
 from flowlog.streams.runtime import tools
 
 from tests.e2e.conftest import Engine, events_of
+from tests.integration.ingress.conftest import migrate
 from tests.integration.ingress.hooks import gateway_stack, read_topic, signed, write_definition
 
 

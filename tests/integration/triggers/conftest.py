@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from flowlog.projections.migrate import migrate
 from flowlog.streams.runtime.kafka import ensure_topics
 
 from flowlog.settings import Settings
+from tests.integration.ingress.conftest import migrate
 
 
 class Clock:
