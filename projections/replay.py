@@ -15,7 +15,9 @@ import hashlib
 import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -30,18 +32,39 @@ Normal = tuple[Any, ...]
 
 
 def normal(row: Row, columns: tuple[str, ...]) -> Normal:
-    """A row in the form tables and folds compare in."""
-    out: list[Any] = []
-    for c in columns:
-        v = row.get(c)
-        if c in JSON_COLUMNS or c == "definition":
-            v = json_text(v if not isinstance(v, str | bytes) else _loads(v))
-        elif isinstance(v, datetime):
-            v = v.astimezone(UTC).isoformat()
-        elif isinstance(v, float):
-            v = round(v, 6)
-        out.append(v)
-    return tuple(out)
+    """A row (a complete dict) in the form tables and folds compare in."""
+    return _normaliser(columns)(_getter(columns)(row))
+
+
+@cache
+def _getter(columns: tuple[str, ...]) -> Callable[[Row], Any]:
+    get = itemgetter(*columns)
+    return (lambda row: (get(row),)) if len(columns) == 1 else get
+
+
+@cache
+def _normaliser(columns: tuple[str, ...]) -> Callable[[Any], Normal]:
+    """Values in column order → normal form: JSON as canonical text, times in UTC, costs
+    rounded to 6 places; everything else as it is."""
+    json_at = [i for i, c in enumerate(columns) if c in JSON_COLUMNS or c == "definition"]
+    time_at = [i for i, c in enumerate(columns) if c.endswith("_at")]
+    cost_at = [i for i, c in enumerate(columns) if c == "cost_usd"]
+
+    def norm(values: Any) -> Normal:
+        out = list(values)
+        for i in json_at:
+            v = out[i]
+            out[i] = json_text(_loads(v) if isinstance(v, str | bytes) else v)
+        for i in time_at:
+            v = out[i]
+            if v is not None and v.tzinfo is not UTC:
+                out[i] = v.astimezone(UTC)
+        for i in cost_at:
+            if out[i] is not None:
+                out[i] = round(out[i], 6)
+        return tuple(out)
+
+    return norm
 
 
 def _loads(text: str | bytes) -> Any:
@@ -166,8 +189,9 @@ async def table_rows(conn: Any, table: str, columns: tuple[str, ...],
     """A table's rows in normal form, by key (asyncpg connection)."""
     key_idx = [columns.index(k) for k in KEYS.get(table, ())]
     out: dict[Normal, Normal] = {}
+    norm = _normaliser(columns)
     for r in await conn.fetch(f"SELECT {', '.join(columns)} FROM {table} {where}"):
-        n = normal(dict(zip(columns, r, strict=True)), columns)
+        n = norm(r)
         out[tuple(n[i] for i in key_idx)] = n
     return out
 
