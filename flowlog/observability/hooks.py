@@ -16,23 +16,12 @@ with ``end_current`` when ``leave(scope, end=False)`` handed it over.
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
 from typing import Any
 
 from flowlog.observability import logs, tracing
 from flowlog.observability.metrics import OPEN_BREAKERS
 
-_HOP: ContextVar[tracing.Hop | None] = ContextVar("flowlog_hop", default=None)
-
-
-class Scope:
-    __slots__ = ("hop", "hop_token", "log_token")
-
-    def __init__(self, hop: tracing.Hop, hop_token: Token[tracing.Hop | None],
-                 log_token: Token[logs.ExecutionContext]) -> None:
-        self.hop = hop
-        self.hop_token = hop_token
-        self.log_token = log_token
+Scope = logs.ExecutionContext
 
 
 def enter(name: str, msg: Any, *, root: bool = False,
@@ -41,39 +30,40 @@ def enter(name: str, msg: Any, *, root: bool = False,
     key = msg.key
     execution_id = key.decode(errors="replace") if key else None
     hop = tracing.begin(name, msg.headers, attributes, execution_id=execution_id, root=root)
-    return Scope(hop, _HOP.set(hop), logs.set_execution(execution_id, None, None, hop.trace_id))
+    return logs.enter_context(Scope(execution_id, None, None, hop.trace_id, hop))
 
 
 def describe(workflow_id: str | None, tenant: str | None = None) -> None:
-    """Add the decoded workflow and tenant to the current log context."""
+    """Add the decoded workflow and tenant to the current record's log context."""
     ctx = logs.current_execution()
-    logs.set_execution(ctx.execution_id, workflow_id, tenant, ctx.trace_id)
+    if ctx.hop is not None:  # a record's own context (never the shared empty one)
+        ctx.workflow_id = workflow_id
+        ctx.tenant = tenant
 
 
 def leave(scope: Scope, *, end: bool = True) -> None:
     """Restore the context ``enter`` found; end the hop unless a task took it over."""
     if end:
         scope.hop.end()
-    _HOP.reset(scope.hop_token)
-    logs.reset_execution(scope.log_token)
+    logs.leave_context(scope)
 
 
 def headers() -> list[tuple[str, bytes]] | None:
     """Trace headers for what the current hop produces (None outside a hop)."""
-    hop = _HOP.get()
+    hop = logs.current_execution().hop
     return hop.headers or None if hop is not None else None
 
 
 def error(exc: BaseException) -> None:
     """Mark the current hop's span failed."""
-    hop = _HOP.get()
+    hop = logs.current_execution().hop
     if hop is not None:
         hop.error(exc)
 
 
 def end_current() -> None:
     """End the hop of this task's context (a task that inherited it from ``enter``)."""
-    hop = _HOP.get()
+    hop = logs.current_execution().hop
     if hop is not None:
         hop.end()
 

@@ -20,19 +20,32 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import structlog
 
 
-class ExecutionContext(NamedTuple):
-    execution_id: str | None
-    workflow_id: str | None
-    tenant: str | None
-    trace_id: str | None
+class ExecutionContext:
+    """What a log line says about the execution at hand (and, for the roles' hooks, the
+    record's trace hop). One object per record: ``hooks.describe`` fills it in place."""
+
+    __slots__ = ("execution_id", "hop", "tenant", "token", "trace_id", "workflow_id")
+
+    def __init__(self, execution_id: str | None = None, workflow_id: str | None = None,
+                 tenant: str | None = None, trace_id: str | None = None,
+                 hop: Any = None) -> None:
+        self.execution_id = execution_id
+        self.workflow_id = workflow_id
+        self.tenant = tenant
+        self.trace_id = trace_id
+        self.hop = hop
+        self.token: Token[ExecutionContext] | None = None
+
+    def as_tuple(self) -> tuple[str | None, str | None, str | None, str | None]:
+        return (self.execution_id, self.workflow_id, self.tenant, self.trace_id)
 
 
-_EMPTY = ExecutionContext(None, None, None, None)
+_EMPTY = ExecutionContext()
 _CONTEXT: ContextVar[ExecutionContext] = ContextVar("flowlog_execution", default=_EMPTY)
 
 
@@ -51,10 +64,23 @@ def current_execution() -> ExecutionContext:
     return _CONTEXT.get()
 
 
+def enter_context(ctx: ExecutionContext) -> ExecutionContext:
+    """Make ``ctx`` current (one ContextVar set); ``leave_context(ctx)`` restores."""
+    ctx.token = _CONTEXT.set(ctx)
+    return ctx
+
+
+def leave_context(ctx: ExecutionContext) -> None:
+    if ctx.token is not None:
+        _CONTEXT.reset(ctx.token)
+        ctx.token = None
+
+
 @contextmanager
 def execution(execution_id: str | None, workflow_id: str | None = None,
               tenant: str | None = None, trace_id: str | None = None
               ) -> Iterator[ExecutionContext]:
+    """Log lines inside the block are about this execution."""
     token = set_execution(execution_id, workflow_id, tenant, trace_id)
     try:
         yield _CONTEXT.get()
@@ -149,5 +175,14 @@ def _add_process(process: str) -> Any:
     return add
 
 
-__all__ = ["LAST_ERROR", "ExecutionContext", "configure_logging", "current_execution",
-           "execution", "reset_execution", "set_execution"]
+__all__ = [
+    "LAST_ERROR",
+    "ExecutionContext",
+    "configure_logging",
+    "current_execution",
+    "enter_context",
+    "execution",
+    "leave_context",
+    "reset_execution",
+    "set_execution",
+]

@@ -182,7 +182,7 @@ def test_hooks_carry_headers_and_log_context(exporter: object) -> None:
         return ctx, out
 
     ctx, out = asyncio.run(scenario())
-    assert ctx == (EXEC, "wf-1", "acme", EXEC.replace("-", ""))
+    assert ctx.as_tuple() == (EXEC, "wf-1", "acme", EXEC.replace("-", ""))
     assert out and tracing.trace_id_of(out) == EXEC.replace("-", "")
     assert [s.name for s in exporter.get_finished_spans()] == ["decide"]  # type: ignore[attr-defined]
     assert hooks.headers_for(EXEC) == [("traceparent", tracing.execution_traceparent(EXEC))]
