@@ -9,6 +9,7 @@ from typing import Any
 import aio_pika
 from flowlog.streams.deadletters import ops, topology
 from flowlog.streams.deadletters.message import H_REASON
+from prometheus_client import REGISTRY
 
 from tests.e2e.conftest import Engine, events_of
 from tests.integration.deadletters.conftest import flaky_workflow, until
@@ -47,8 +48,46 @@ async def test_a_retry_that_fails_again_goes_one_rung_down(
     assert len(events_of(events, "IncidentRaised")) == 1  # one incident, open throughout
     assert len(events_of(events, "IncidentResolved")) == 1
     assert [e["attempt"] for e in events_of(events, "NodeScheduled")] == [1, 2, 3]
-    # the second dead letter went to rung 2's queue (2 s), seen in what the bridge sent
+    # the second dead letter went one rung down (the 2 s queue): the bridge's commands say
+    # which rung's delay was over, one command per rung
+    reasons = sorted(c["reason"] for c in await _commands(engine.settings)
+                     if c["execution_id"] == events[0]["execution_id"])
+    assert reasons == ["retry ladder: rung 1 of 2 is over", "retry ladder: rung 2 of 2 is over"]
     assert dl.task is not None and not dl.task.done()
+
+
+async def test_queue_depths_and_the_oldest_age_reach_the_gauges(
+        engine: Engine, deadletters: Any, tmp_path: Path) -> None:
+    await engine.apply(flaky_workflow(tmp_path, "dl-gauge", succeed_on=2))
+    dl = await deadletters(deadletter_ladders={"dl-gauge": []})
+    x = await engine.trigger("dl-gauge", {})
+    await engine.until(x, "IncidentRaised", within=60)
+
+    def parked_gauges() -> tuple[float, float] | None:
+        labels = {"queue": "parked"}
+        depth = REGISTRY.get_sample_value("flowlog_deadletter_queue_depth", labels)
+        age = REGISTRY.get_sample_value("flowlog_deadletter_oldest_age_seconds", labels)
+        return (depth, age) if depth == 1 and age and age > 0 else None
+
+    depth, age = await until(parked_gauges, 60, "the sampler saw the parked dead letter")
+    assert depth == 1 and age > 0
+    assert REGISTRY.get_sample_value("flowlog_deadletter_queue_depth", {"queue": "due"}) == 0
+    assert dl.task is not None and not dl.task.done()
+
+
+async def _commands(s: Any) -> list[dict[str, Any]]:
+    from flowlog.schemas.codec import Codec
+    from flowlog.streams.runtime.kafka import catalog, read_partition
+
+    cat = catalog(s)
+    codec = Codec.from_settings(s)
+    out = []
+    for p in range(cat.topics["commands"].partitions):
+        async for msg in read_partition(s, cat.name("commands"), p):
+            d = codec.decode(msg.value)
+            if d.name == "RetryNodeRequested":
+                out.append(d.record)
+    return out
 
 
 async def test_manual_retry_discard_and_bulk_retry_by_filter(
