@@ -158,7 +158,7 @@ def faust_echo(bootstrap: str, n: int) -> float:
            "FLOWLOG_ECHO_APP": f"bench-{tag}", "FLOWLOG_ECHO_PARTITIONS": str(PARTITIONS),
            "FLOWLOG_KAFKA_BOOTSTRAP": bootstrap}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "flowlog.streams.echo", "worker", "-l", "warn"],
+        [sys.executable, "-m", "faust", "-A", "benchmarks.faust_echo", "worker", "-l", "warn"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     got, t0 = 0, None
     deadline = time.monotonic() + 600

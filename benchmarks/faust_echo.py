@@ -1,9 +1,10 @@
 """The smallest real pipeline: a Faust agent that reads one topic and writes another.
 
 Used by the smoke tests, by the Kafka benchmark (Faust's own overhead on this machine)
-and by `make run` until the engine lands. Run it as a worker:
+Lives in benchmarks/ (Faust is an extra, `pip install -e .[faust]`: no engine role uses it).
+Run it as a worker from the repository root:
 
-    FLOWLOG_ECHO_IN=a FLOWLOG_ECHO_OUT=b faust -A flowlog.streams.echo worker
+    FLOWLOG_ECHO_IN=a FLOWLOG_ECHO_OUT=b faust -A benchmarks.faust_echo worker
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def test_faust_agent_reads_one_topic_and_writes_another(
            "FLOWLOG_KAFKA_BOOTSTRAP": kafka_bootstrap}
     log = open(f"{tmp_path}/worker.log", "wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "flowlog.streams.echo", "worker", "-l", "warn"],
+        [sys.executable, "-m", "faust", "-A", "benchmarks.faust_echo", "worker", "-l", "warn"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
     )
     try:
