@@ -16,10 +16,16 @@ with ``end_current`` when ``leave(scope, end=False)`` handed it over.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
-from flowlog.observability import logs, tracing
+from flowlog.observability import logs, metrics, tracing
 from flowlog.observability.metrics import OPEN_BREAKERS
+
+#: Count on the hot path? ``start_process`` sets it from ``FLOWLOG_METRICS_ENABLED``
+#: (off: the roles' metric calls return at once; the benchmark's "metrics off").
+COUNTING = True
 
 Scope = logs.ExecutionContext
 
@@ -33,12 +39,20 @@ def enter(name: str, msg: Any, *, root: bool = False,
     return logs.enter_context(Scope(execution_id, None, None, hop.trace_id, hop))
 
 
-def describe(workflow_id: str | None, tenant: str | None = None) -> None:
-    """Add the decoded workflow and tenant to the current record's log context."""
+def describe(workflow_id: str | None, tenant: str | None = None,
+             event_type: str | None = None) -> None:
+    """Add the decoded workflow and tenant to the current record's log context (and the
+    input's type to its span's name, when the span is recorded)."""
     ctx = logs.current_execution()
     if ctx.hop is not None:  # a record's own context (never the shared empty one)
         ctx.workflow_id = workflow_id
         ctx.tenant = tenant
+        span = ctx.hop.span
+        if span is not None:
+            if event_type:
+                span.update_name(f"{span.name} {event_type}")
+            if workflow_id:
+                span.set_attribute("flowlog.workflow_id", workflow_id)
 
 
 def leave(scope: Scope, *, end: bool = True) -> None:
@@ -83,3 +97,47 @@ def watch_breakers(runner: Any) -> None:
     if isinstance(breakers, dict):
         OPEN_BREAKERS.set_function(
             lambda: float(sum(1 for b in list(breakers.values()) if b.state != "closed")))
+
+
+# --- metrics the roles call (no-ops when counting is off) ----------------------------------
+
+def records_in(role: str, topic: str, n: int) -> None:
+    if COUNTING and n:
+        metrics.EVENTS_IN.labels(role, topic).inc(n)
+
+
+def records_out(role: str, topic: str, n: int = 1) -> None:
+    if COUNTING and n:
+        metrics.EVENTS_OUT.labels(role, topic).inc(n)
+
+
+def quarantined(role: str) -> None:
+    if COUNTING:
+        metrics.QUARANTINED.labels(role).inc()
+
+
+_DECISION = metrics.DECISION_LATENCY.labels("orchestrator")
+
+
+def decided(events: list[object], workflow_id: str, input_timestamp_ms: int | None) -> None:
+    """One decision: its latency from the input's Kafka timestamp, its notable events."""
+    if not COUNTING:
+        return
+    if input_timestamp_ms:
+        _DECISION.observe(max(0.0, time.time() - input_timestamp_ms / 1000))
+    metrics.count_decision(events, workflow_id)
+
+
+def task_done(node_type: str, status: str, seconds: float,
+              model_calls: list[dict[str, object]] | None) -> None:
+    """One node task run by the executor."""
+    if not COUNTING:
+        return
+    metrics.TASK_LATENCY.labels(node_type, status).observe(seconds)
+    if model_calls:
+        metrics.count_model_calls(model_calls)
+
+
+def watch_inflight(count: Callable[[], int]) -> None:
+    """``flowlog_tasks_inflight`` reads ``count()`` when scraped."""
+    metrics.TASKS_INFLIGHT.set_function(lambda: float(count()))

@@ -93,6 +93,9 @@ def start_process(settings: Settings, name: str, roles: Sequence[str] | None = N
         logs.configure_logging(name, log_level,
                                json=settings.log_json if json_logs is None else json_logs)
     tracing.configure_tracing(settings, name)
+    from flowlog.observability import hooks
+
+    hooks.COUNTING = settings.metrics_enabled
     metrics.PROCESS_INFO.info({"process": name, "roles": ",".join(roles_),
                                "version": _version()})
     health = Health(name, roles_)
