@@ -231,19 +231,27 @@ class Supervisor:
         return {e["pid"]: e["url"] for e in read_run_files(metrics_dir(self.settings))}
 
     def wait_ready(self, timeout: float = 180.0) -> list[str]:
-        """Until every flowlog process answers /readyz 200; returns those that did not."""
+        """Until every flowlog process answers /readyz 200; returns those that did not (an
+        engine role that exits while starting is an error; another process is reported)."""
         deadline = time.monotonic() + timeout
         workers = [c for c in self.children if c.name not in ("demo-server", "prometheus")]
         pending = {c.name for c in workers}
+        failed: list[str] = []
         while pending and time.monotonic() < deadline and not self._stopping.is_set():
             urls = self.endpoints()
             for c in workers:
                 if c.name not in pending:
                     continue
                 if not c.running():
-                    raise SupervisorError(
-                        f"{c.name} exited with {c.proc.returncode if c.proc else '?'} while "
-                        f"starting; its log: {c.log_path}\n{_tail(c.log_path)}")
+                    message = (f"{c.name} exited with {c.proc.returncode if c.proc else '?'} "
+                               f"while starting; its log: {c.log_path}\n{_tail(c.log_path)}")
+                    if c.name.split("-")[0] in ENGINE_ROLES:
+                        raise SupervisorError(message)
+                    # another area's process: report it, keep the rest (supervise retries it)
+                    self.console.print(f"[red]{message}[/]")
+                    pending.discard(c.name)
+                    failed.append(c.name)
+                    continue
                 url = urls.get(c.pid or -1)
                 if url and _get_json(url + "/readyz")[0] == 200:
                     pending.discard(c.name)
@@ -255,7 +263,7 @@ class Supervisor:
             while _get_json(self.demo_url + "/v1/none")[0] == 0 and \
                     time.monotonic() < demo_deadline:
                 time.sleep(0.2)
-        return sorted(pending)
+        return sorted(pending) + failed
 
     def run_demo(self, within: float = 120.0) -> tuple[str, list[dict[str, Any]]]:
         """Trigger the demo workflow and follow it to its terminal event."""
