@@ -201,6 +201,23 @@ class Settings(BaseSettings):
         "in order (Redis admission).",
     )
     timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
+    # --- the processor role (streams/runtime/processor.py; docs/engine.md) ---
+    kafka_isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        "read_committed", description="What the engine's consumers read: read_committed "
+        "never shows a transaction the processor aborted (a fenced owner's writes).",
+    )
+    processor_transaction_timeout_ms: int = Field(
+        60_000, description="The processor's transaction timeout (the broker aborts a "
+        "transaction left open longer, e.g. by a paused process).",
+    )
+    processor_finished_window: int = Field(
+        5_000, description="Finished executions the processor keeps per partition (their "
+        "applied input ids deduplicate late inputs); older ones leave memory.",
+    )
+    processor_snapshot_interval_s: float = Field(
+        30.0, description="How often the processor snapshots a partition's state to "
+        "<prefix>processor-snapshots (a restart reads the snapshot plus the tail). 0: never.",
+    )
 
     # --- audit store and replay tooling (projections/audit; docs/audit.md) ---
     audit_snapshot_every: int = Field(
@@ -297,6 +314,18 @@ class Settings(BaseSettings):
     demo_port: int = Field(
         8790, description="`flowlog run`'s local demo server of examples/ (stand-in model, "
         "helpdesk, partner); the examples' URL inputs default to this port.")
+
+    # --- query API (api/query, api/dashboard; docs/api.md) ---
+    api_host: str = Field("127.0.0.1", description="Address the query API binds to.")
+    api_port: int = Field(8083, description="Port of the query API and its dashboard.")
+    api_pg_pool: int = Field(10, description="PostgreSQL connections of the query API.")
+    api_live_poll_s: float = Field(
+        5.0, description="A live (SSE) stream re-reads the read model after this many quiet "
+        "seconds (pub/sub is at-most-once).")
+    api_live_resume_skew_s: float = Field(
+        30.0, description="A workflow's live stream, resumed with Last-Event-ID, re-sends "
+        "executions whose last event is up to this much older than the id (events reach the "
+        "read model out of order across executions).")
 
     # --- projections (projections/; docs/projections.md) ---
     projectors: list[str] = Field(
