@@ -121,3 +121,35 @@ def test_rebuilt_at_seq_k_equals_the_fold_and_snapshot_plus_tail_equals_full_rep
         with_snapshot = store.state_at(execution_id)
         assert with_snapshot is not None
         assert with_snapshot.to_dict() == fold(stored).to_dict()
+
+
+def test_two_projectors_share_the_partitions_and_one_is_killed(
+        settings: Settings, pg_schema: str, store: AuditStore,
+        new_topic: Callable[..., str]) -> None:
+    """Two members split the partitions; one is killed mid-run and the survivor takes its
+    partitions over from the stored offsets: every event stored once."""
+    topic = new_topic("execution-events", partitions=4)
+    new_topic("quarantine", partitions=1)
+    executions = [renamed(HISTORIES[i % len(HISTORIES)].events, f"pair-{i}")
+                  for i in range(400)]
+    produce(settings, topic, 4, executions, duplicate_every=5)
+    ends = end_offsets(settings, topic, 4)
+    total = sum(len(e) for e in executions)
+    env = {"FLOWLOG_MAX_POLL_RECORDS": "10", "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
+    a = start_projector(settings, pg_schema, **env)
+    b = start_projector(settings, pg_schema, **env)
+    try:
+        wait_for(lambda: store.count_events() > total // 5, "a fifth of the events stored")
+        a.send_signal(signal.SIGKILL)
+        a.wait(30)
+        assert store.count_events() < total, "the kill did not land mid-run"
+        wait_for(lambda: _all_stored(store, topic, ends), "every offset stored", 180)
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+    log = read_log(settings, topic, 4)
+    assert store.count_events() == total == sum(len(v) for v in log.values())
+    for execution_id, events in log.items():
+        assert store.events(execution_id) == events, execution_id
