@@ -180,6 +180,11 @@ def _where_to_look(console: Console, settings_: Settings, sup: object,
         lines.append(f"  flowlog watch {execution_id}   the demo execution")
     lines.append("  flowlog trigger support-triage --input '{\"ticket\": {\"id\": \"t-1\", "
                  "\"subject\": \"Refund\", \"body\": \"charged twice\"}}' --wait")
+    from flowlog.processes import PROCESSES
+
+    api_port = getattr(settings_, "api_port", None)
+    if api_port and "api" in PROCESSES:
+        lines.insert(1, f"  dashboard                           http://127.0.0.1:{api_port}/")
     if sup.prometheus_url:
         lines.append(f"  Prometheus (alerts: infra/prometheus) {sup.prometheus_url}/alerts")
     if sup.demo_url:

@@ -103,7 +103,11 @@ def system(kafka_bootstrap: str, pg_dsn: str, redis_url: str, amqp_url: str,
            if not k.startswith("FLOWLOG_") or k in ("FLOWLOG_KAFKA_BOOTSTRAP",)}
     env.update({"FLOWLOG_TOPIC_PREFIX": prefix, "FLOWLOG_PG_SCHEMA": schema,
                 "FLOWLOG_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1",
-                "COLUMNS": "200", "FLOWLOG_PROMETHEUS_PORT": str(_free_port())})
+                "COLUMNS": "200", "FLOWLOG_PROMETHEUS_PORT": str(_free_port()),
+                # processes with a fixed HTTP port get a free one (others may run theirs)
+                "FLOWLOG_WEBHOOK_PORT": str(_free_port()),
+                "FLOWLOG_GATEWAY_PORT": str(_free_port()),
+                "FLOWLOG_API_PORT": str(_free_port())})
     inputs: dict[str, Any] = {}
     port = 8790
     if not _port_free(port):  # someone runs the demo already: ours elsewhere
