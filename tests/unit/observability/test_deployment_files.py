@@ -185,3 +185,20 @@ def test_dockerfile_serves_metrics_where_probes_look() -> None:
     assert "FLOWLOG_METRICS_HOST=0.0.0.0" in text and "FLOWLOG_METRICS_PORT=9464" in text
     assert "/healthz" in text and 'ENTRYPOINT ["flowlog"]' in text
     assert "./examples" in text  # the examples plugin: the init job applies the examples
+
+
+def test_grafana_dashboard_queries_only_our_series() -> None:
+    import re
+
+    from flowlog.observability import metrics
+
+    ours = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}
+    dash = json.loads((COMPOSE.parent / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert exprs
+    for expr in exprs:
+        for name in re.findall(r"\bflowlog_[a-z_]+", expr):
+            base = name
+            for suffix in ("_bucket", "_count", "_sum", "_total"):
+                base = base.removesuffix(suffix)
+            assert base in ours, expr
