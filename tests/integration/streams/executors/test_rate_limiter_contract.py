@@ -37,7 +37,7 @@ class RateLimiterContract:
     async def test_no_token_before_the_deadline_is_rate_limited(
             self, limiter: RateLimiter) -> None:
         await limiter.acquire("agent", max_wait_s=0)
-        with pytest.raises(RateLimited, match="0.1/s for agent") as err:
+        with pytest.raises(RateLimited, match=r"0\.1/s for agent") as err:
             await limiter.acquire("agent", max_wait_s=0.5)  # next token in ~10 s
         assert err.value.is_retryable
 
