@@ -175,6 +175,7 @@ class ProjectorRunner:
         self.lag_samples: list[float] = []
         self.keep_lag_samples = False
         self.committed = asyncio.Event()  # set after every commit (tests wait on it)
+        self.assigned_at: float | None = None  # perf_counter at the first seek (benchmarks)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._connect_db(stop)
@@ -211,6 +212,7 @@ class ProjectorRunner:
 
     async def _resync(self, stop: asyncio.Event) -> None:
         """Seek every assigned partition to its stored offset (start: the beginning)."""
+        stored: dict[TopicPartition, int] = {}
         while not stop.is_set():
             try:
                 stored = await self.projector.stored_offsets()
@@ -221,11 +223,15 @@ class ProjectorRunner:
                             self.projector.name, exc)
                 await self.projector.close()
                 await self._connect_db(stop)
+        if stop.is_set():
+            return
         tps = sorted(self.assigned, key=lambda t: (t.topic, t.partition))
         begins = await self.consumer.beginning_offsets(tps) if tps else {}
         for tp in tps:
             self.consumer.seek(tp, max(stored.get(tp, 0), begins[tp]))
         self.resync = False
+        if self.assigned_at is None:
+            self.assigned_at = time.perf_counter()
 
     async def _apply(self, batches: dict[TopicPartition, list[Any]],
                      stop: asyncio.Event) -> None:
@@ -240,10 +246,10 @@ class ProjectorRunner:
             self.resync = True
             return
         now = time.time()
-        for tp, nxt in outcome.next_offsets.items():
-            last = batches.get(tp)
-            if last and nxt > last[-1].offset + 1:  # another member was further on
-                self.consumer.seek(tp, nxt)
+        if outcome.skipped:
+            # another member was further on (a rebalance overlapped): what it applied is
+            # not in our in-memory state (definitions), so rebuild that and re-seek
+            self.resync = True
         if self.keep_lag_samples:
             for msgs in batches.values():
                 self.lag_samples.extend(now - m.timestamp / 1000 for m in msgs)
