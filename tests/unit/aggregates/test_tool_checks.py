@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
-
 from flowlog.aggregates.definition.tool_checks import check_tools
 from flowlog.aggregates.definition.validate import validate_definition
+from pydantic import BaseModel, ConfigDict
 
 pytestmark = pytest.mark.unit
 
