@@ -24,6 +24,7 @@ PROCESSES: dict[str, str] = {
     "scheduler": "flowlog.streams.triggers.scheduler:run",  # ingress
     "gateway": "flowlog.api.gateway.service:run",  # ingress
     "events": "flowlog.streams.triggers.events:run",  # ingress
+    "poller": "flowlog.streams.triggers.poller:run",  # ingress
     "deadletters": "flowlog.streams.deadletters.bridge:run",
     "projector": "flowlog.projections.worker:run",
     "audit": "flowlog.projections.audit.projector:run",

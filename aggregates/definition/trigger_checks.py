@@ -26,6 +26,10 @@ WEBHOOK_KEYS = {"path", "method", "secret", "tolerance", "headers", "allow_ips",
 SCHEDULE_KEYS = {"cron", "timezone", "input", "window", "start", "end", "missed", "max_catchup"}
 EVENT_KEYS = {"event", "topic", "format", "filter", "input", "dedup", "start"}
 EVENT_FORMATS = ("json", "avro")
+POLL_KEYS = {"url", "interval", "filter", "method", "headers", "items", "cursor", "input",
+             "rate_limit"}
+#: What a poll trigger's items, cursor, filter and input expressions may read.
+POLL_VARIABLES = frozenset({"response", "item", "event"})
 #: What an event trigger's filter, input and dedup expressions may read.
 EVENT_VARIABLES = frozenset({"event", "key", "headers", "topic", "partition", "offset",
                              "timestamp"})
@@ -98,6 +102,29 @@ def check_event(issues: Issues, path: str, trig: dict[str, Any], found: Collecte
             and not isinstance(parse_instant(start), datetime):
         issues.add(join_path(path, "start"), "bad start position", start,
                    fix='latest, earliest, an offset (integer) or an ISO time')
+
+
+def check_poll(issues: Issues, path: str, trig: dict[str, Any], found: Collected) -> None:
+    """``url``, ``interval`` (required), ``method`` GET/POST, ``headers``; ``items`` (CEL over
+    ``response`` → the list of items), ``cursor`` (CEL over ``item`` → a growing value; without
+    one, a change of the response's content hash fires), ``filter`` and ``input`` (CEL over
+    ``item``), ``rate_limit`` (polls per second at most, per source host)."""
+    url = issues.string(join_path(path, "url"), trig.get("url"), required=True)
+    if url is not None and not url.startswith(("http://", "https://")):
+        issues.add(join_path(path, "url"), "not an http(s) URL", url)
+    interval = issues.duration(join_path(path, "interval"), trig.get("interval"),
+                               required=True)
+    if interval is not None and interval < 100:
+        issues.add(join_path(path, "interval"), "must be at least 100ms", trig.get("interval"))
+    issues.choice(join_path(path, "method"), trig.get("method"), ("GET", "POST"), "GET")
+    hpath = join_path(path, "headers")
+    for name, value in issues.mapping(hpath, trig.get("headers")).items():
+        issues.string(join_path(hpath, str(name)), value, required=True)
+    issues.number(join_path(path, "rate_limit"), trig.get("rate_limit"), lo=0.001, hi=1000)
+    for key in ("items", "cursor", "filter", "input"):
+        epath = join_path(path, key)
+        if trig.get(key) is not None and issues.string(epath, trig[key], required=True):
+            found.expressions.append((epath, trig[key], None, POLL_VARIABLES))
 
 
 def check_schedule(issues: Issues, path: str, trig: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ TRIGGER_KEYS: dict[str, set[str]] = {
     "webhook": trigger_checks.WEBHOOK_KEYS,
     "schedule": trigger_checks.SCHEDULE_KEYS,
     "event": trigger_checks.EVENT_KEYS,
-    "poll": {"url", "interval", "filter"},
+    "poll": trigger_checks.POLL_KEYS,
 }
 RETRY_KEYS = {"max_attempts", "initial_delay", "multiplier", "max_delay", "jitter"}
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -158,14 +158,9 @@ def _triggers(issues: Issues, value: object, found: Collected) -> tuple[TriggerS
         elif typ == "event":
             trigger_checks.check_event(issues, path, trig, found)
         elif typ == "poll":
-            issues.string(join_path(path, "url"), trig.get("url"), required=True)
-            issues.duration(join_path(path, "interval"), trig.get("interval"), required=True)
+            trigger_checks.check_poll(issues, path, trig, found)
         elif typ == "webhook":
             trigger_checks.check_webhook(issues, path, trig, found)
-        if typ == "poll" and trig.get("filter") is not None:
-            fpath = join_path(path, "filter")
-            if issues.string(fpath, trig.get("filter"), required=True) is not None:
-                found.expressions.append((fpath, trig["filter"], None, frozenset({"event"})))
         out.append(TriggerSpec(type=typ, config=config))
     return tuple(out)
 

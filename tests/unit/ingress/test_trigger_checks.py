@@ -68,3 +68,26 @@ def test_schedule_options() -> None:
     found = paths(definition({"type": "schedule", "cron": "0 7 * * *", "start": "2026-02-01",
                               "end": "2026-01-01"}))
     assert found["triggers[0].end"] == "must be after start"
+
+
+def test_event_and_poll_options() -> None:
+    ok = definition(
+        {"type": "event", "event": "order.paid", "filter": "event.amount > 0",
+         "input": '{"id": event.id, "k": key}', "dedup": "event.id", "start": "earliest"},
+        {"type": "event", "event": "x", "topic": "outside.orders", "format": "avro",
+         "start": "2026-01-01T00:00:00Z"},
+        {"type": "poll", "url": "https://api.example.com/items", "interval": "1m",
+         "items": "response.data", "cursor": "item.updated_at", "input": "item",
+         "rate_limit": 2, "headers": {"Authorization": "Bearer ${secret:HOOK}"}})
+    assert paths(ok) == {}
+    found = paths(definition(
+        {"type": "event", "event": "bad topic!", "format": "xml", "filter": "nope.x",
+         "start": "yesterday"},
+        {"type": "poll", "url": "ftp://x", "interval": "10ms", "cursor": "row.id"}))
+    assert found["triggers[0].event"] == "not a Kafka topic name"
+    assert found["triggers[0].format"] == "not an allowed value"
+    assert "unknown variable `nope`" in found["triggers[0].filter"]
+    assert found["triggers[0].start"] == "bad start position"
+    assert found["triggers[1].url"] == "not an http(s) URL"
+    assert found["triggers[1].interval"] == "must be at least 100ms"
+    assert "unknown variable `row`" in found["triggers[1].cursor"]
