@@ -94,6 +94,17 @@ def test_core_manifests_pass_the_kubernetes_schemas_strictly() -> None:
         kubernetes_validate.validate(bad, "1.30", strict=True)
 
 
+def test_deployments_file_is_what_the_generator_writes() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("k8s_generate", K8S / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    assert (K8S / "deployments.yaml").read_text() == generate.render(), (
+        "infra/k8s/deployments.yaml is out of date: run python infra/k8s/generate.py")
+
+
 def test_every_role_and_process_has_a_deployment_with_probes() -> None:
     deployments = {d["metadata"]["name"]: d for d in by_kind("Deployment")}
     for name in _processes():
