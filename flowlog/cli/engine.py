@@ -14,6 +14,8 @@ from rich.console import Console
 from flowlog.settings import get_settings
 
 _ROLE_HELP = ("orchestrator, executor, timers, all (every engine role in one process), "
+              "processor (opt-in: orchestrator + timers as one transactional role; run "
+              "`processor executor`, never beside orchestrator/timers), "
               "or another process of flowlog.processes (projector, ...)")
 
 

@@ -33,12 +33,9 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from flowlog.aggregates import records
-from flowlog.aggregates.definition.compiled import CompiledDefinition, split_iteration
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
-from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
-from flowlog.schemas.model import canonical_json
 from flowlog.streams.runtime.admission import Admission, Entry
 from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import (
@@ -48,6 +45,7 @@ from flowlog.streams.runtime.kafka import (
     seek_to_start,
 )
 from flowlog.streams.runtime.registry import RegistryFollower
+from flowlog.streams.runtime.taskrender import TaskRenderer
 
 from flowlog.settings import Settings
 
@@ -160,8 +158,7 @@ class Dispatcher:
         self.timers_topic = cat.name("timers")
         self.parts: dict[int, _Partition] = {}
         self._arming = itertools.count()
-        # (workflow, version, node) -> (definition, static config JSON or None, timeout)
-        self._configs: dict[tuple[str, int, str], tuple[CompiledDefinition, str | None, int]] = {}
+        self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
         self.commands_topic = cat.name("commands")
@@ -342,27 +339,6 @@ class Dispatcher:
                 self.commands_topic, value=value, key=entry.execution_id.encode(),
                 partition=partition_of(entry.execution_id, self.partitions)))
 
-    def _static_config(self, definition: CompiledDefinition, workflow_id: str, version: int,
-                       node_id: str) -> tuple[str | None, int]:
-        """(config JSON when the node has no templates, else None; timeout_ms), cached.
-
-        Without templates `render_task_config` depends only on the definition version and
-        the node (an iteration's index only reaches templates), so it is rendered once.
-        """
-        base, _ = split_iteration(node_id)
-        key = (workflow_id, version, base)
-        cached = self._configs.get(key)
-        if cached is not None and cached[0] is definition:
-            return cached[1], cached[2]
-        cnode = definition.node(node_id)
-        timeout_ms = cnode.spec.timeout_ms or self.settings.executor_default_timeout_ms
-        text = None
-        if not cnode.templates:
-            text = canonical_json(render_task_config(definition, node_id, {},
-                                                     execution_id=""))
-        self._configs[key] = (definition, text, timeout_ms)
-        return text, timeout_ms
-
     async def _issue(self, x: _Exec, p: int, r: dict[str, Any]) -> Any:
         execution_id, node_id = r["execution_id"], r["node_id"]
         workflow_id, version = r["workflow_id"], r["workflow_version"]
@@ -371,31 +347,12 @@ class Dispatcher:
             await self.follower.catch_up(within=5.0)
             definition = self.registry.definition(workflow_id, version)
         self.stats["tasks"] += 1
-        try:
-            raw = r["input"]
-            node_input = orjson.loads(raw) if isinstance(raw, str) else raw
-            if definition is None:
-                raise LookupError(f"definition {workflow_id} v{version} unknown")
-            config_text, timeout_ms = self._static_config(definition, workflow_id, version,
-                                                          node_id)
-            if config_text is None:
-                item = x.items.get(node_id) if x.items is not None else None
-                config_text = canonical_json(render_task_config(
-                    definition, node_id, node_input if isinstance(node_input, dict)
-                    else {"value": node_input}, execution_id=execution_id, item=item))
-        except Exception as exc:  # cannot be run: report the attempt failed, not retryable
-            now = datetime.now(UTC)
-            record = records.result_record(
-                r, status="failed", started_at=now, finished_at=now,
-                error={"type": type(exc).__name__, "message": str(exc), "retryable": False})
-            value = self.codec.encode("NodeResultReported", record)
-            return await self.producer.send(self.results_topic, value=value,
-                                            key=execution_id.encode(), partition=p)
-        record = records.task_record(r, input_json=canonical_json(node_input),
-                                  config_json=config_text, timeout_ms=timeout_ms)
-        value = self.codec.encode("NodeTaskIssued", record)
-        return await self.producer.send(self.tasks_topic, value=value,
-                                        key=execution_id.encode(), partition=p)
+        item = x.items.get(node_id) if x.items is not None else None
+        name, record = self.renderer.render(r, definition, item, datetime.now(UTC))
+        topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
+        value = self.codec.encode(name, record)
+        return await self.producer.send(topic, value=value, key=execution_id.encode(),
+                                        partition=p)
 
     async def _timers(self) -> None:
         interval = self.settings.timer_tick_ms / 1000

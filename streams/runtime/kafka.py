@@ -37,6 +37,17 @@ def producer(settings: Settings) -> AIOKafkaProducer:
         max_request_size=16 * 1024 * 1024, request_timeout_ms=30_000)
 
 
+def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafkaProducer:
+    """A transactional producer (the processor's, one per input partition: its id fences
+    the partition's previous owner when this one calls `init_transactions` at start)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+        transactional_id=transactional_id,
+        transaction_timeout_ms=settings.processor_transaction_timeout_ms,
+        linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
+        max_request_size=64 * 1024 * 1024, request_timeout_ms=30_000)
+
+
 def partition_of(execution_id: str, partitions: int) -> int:
     """The partition of an execution id (murmur2, as aiokafka, Java and the SDK do)."""
     ps = list(range(partitions))
@@ -50,7 +61,11 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
     The range assignor gives one member the same partition numbers of every subscribed
     topic (they have equal partition counts): that is what co-partitioning needs. aiokafka's
     default (round robin over all partitions) would split an execution's inputs.
+    Reads committed records only (`FLOWLOG_KAFKA_ISOLATION_LEVEL`): a transaction the
+    processor aborted (a fenced zombie's) is never seen; non-transactional records are
+    visible as before (their last stable offset is the high watermark).
     """
+    kw.setdefault("isolation_level", settings.kafka_isolation_level)
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,
@@ -75,19 +90,23 @@ async def seek_to_start(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -
 
 
 async def read_partition(settings: Settings, topic: str, partition: int,
-                         until: int | None = None) -> AsyncIterator[Any]:
-    """Every record of one partition from the beginning up to ``until`` (default: the end
-    offset when called). Uses its own group-less consumer."""
+                         until: int | None = None, start: int | None = None
+                         ) -> AsyncIterator[Any]:
+    """Every committed record of one partition from ``start`` (default: the beginning) up
+    to ``until`` (default: the end offset when called). Uses its own group-less consumer."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest",
+                                isolation_level=settings.kafka_isolation_level,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign([tp])
         end = until if until is not None else (await consumer.end_offsets([tp]))[tp]
         begin = (await consumer.beginning_offsets([tp]))[tp]
+        if start is not None:
+            begin = max(begin, start)
         if end <= begin:
             return
         consumer.seek(tp, begin)

@@ -6,6 +6,10 @@ definitions registry.
 Roles: `orchestrator` (decisions), `executor` (node tasks), `timers` (the dispatcher: node
 tasks and due timers from execution-events). Any number of processes of each role may
 run; partitions spread among them through their consumer groups.
+
+Opt-in (not part of `all`): `processor`, the orchestrator, its tasks, timers and admissions
+in one Kafka transaction per batch (processor.py); it replaces `orchestrator` + `timers`
+(run `processor executor`, never beside them on the same topics).
 """
 
 from __future__ import annotations
@@ -20,20 +24,23 @@ from flowlog.streams.runtime.executor import Executor, Runner, default_runner
 from flowlog.streams.runtime.kafka import ensure_topics, producer
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.orchestrator import Orchestrator
+from flowlog.streams.runtime.processor import Processor
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
 ROLES = ("orchestrator", "executor", "timers")
+OPT_IN = ("processor",)
 
 
 def expand(roles: Sequence[str]) -> list[str]:
     out: list[str] = []
     for role in roles:
         for r in (ROLES if role == "all" else (role,)):
-            if r not in ROLES:
-                raise ValueError(f"unknown role {r!r}: use one of {', '.join(ROLES)} or all")
+            if r not in ROLES and r not in OPT_IN:
+                raise ValueError(f"unknown role {r!r}: use one of "
+                                 f"{', '.join(ROLES + OPT_IN)} or all")
             if r not in out:
                 out.append(r)
     return out
@@ -57,13 +64,16 @@ class Worker:
         await asyncio.to_thread(ensure_topics, self.settings)
         self.producer = producer(self.settings)
         await self.producer.start()
-        if {"orchestrator", "timers"} & set(self.roles):
+        if {"orchestrator", "timers", "processor"} & set(self.roles):
             self.follower = RegistryFollower(self.settings)
             await self.follower.start()
         for role in self.roles:
             if role == "orchestrator":
                 assert self.follower is not None
                 comp: Any = Orchestrator(self.settings, self.follower, self.producer)
+            elif role == "processor":
+                assert self.follower is not None
+                comp = Processor(self.settings, self.follower)
             elif role == "timers":
                 assert self.follower is not None
                 comp = Dispatcher(self.settings, self.follower, self.producer)

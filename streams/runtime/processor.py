@@ -1,0 +1,500 @@
+"""The processor (role `processor`, opt-in): the orchestrator as a transactional partition
+processor, with its timers, tasks and admissions, in one atomic step per batch.
+
+One consumer-group member (group `<prefix>processor`) reads triggers, commands,
+node-results and timers (co-partitioned, range assignor, read_committed). Per assigned
+partition p it owns a transactional producer with the id `<prefix>processor-<p>` and a
+`PartitionState` (processor_state.py). Per polled batch, for each partition, in ONE Kafka
+transaction:
+
+* each input is decoded (the bad quarantined), decided (`decide`) and folded (`evolve`);
+  the decision goes out as one `ExecutionEventBatch` record on execution-events p;
+* every `NodeScheduled` of it becomes its `NodeTaskIssued` on node-tasks p (rendered by
+  `taskrender.TaskRenderer`, the dispatcher's renderer), or the failed result of a task
+  that cannot be issued;
+* armed timers whose due time has come fire here, from the partition's own state (as
+  Zeebe's due-date checker does): the `TimerFired` input (`records.timer_fired_record`) is
+  decided like any other, no record goes through the timers topic;
+* flow control: queued executions are enqueued, finished ones release their slot
+  (`admission.Admission`, Redis), and the `ExecutionAdmitted` commands go to `commands`;
+* the input offsets (`send_offsets_to_transaction`).
+
+So decisions, tasks, fired timers and consumed inputs are committed together or not at all.
+
+Fencing (EOS "alpha", Kafka Streams before KIP-447): aiokafka has only the v0 transaction
+APIs (no consumer-group metadata in `TxnOffsetCommit`), so the transactional id is per
+input partition. A new owner's `init_transactions` bumps the id's epoch: a previous owner
+(e.g. a process paused past its session timeout) gets `ProducerFenced` on its next write or
+commit, its open transaction is aborted, and read_committed consumers never see it. The
+cost is one producer per owned partition.
+
+Failure: a partition whose transaction fails drops its state; fenced, it waits for the
+rebalance that gives the partition to its owner; otherwise it is re-opened at once
+(re-initialised producer, state rebuilt, inputs re-read from the committed offsets).
+
+Recovery: on assignment a partition's state is the latest snapshot
+(`<prefix>processor-snapshots`, one compacted partition per input partition, written in
+its own transaction every `FLOWLOG_PROCESSOR_SNAPSHOT_INTERVAL_S`) plus the execution-events
+tail after the offset the snapshot covers; never the whole partition once a snapshot exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
+from flowlog.aggregates import records
+from flowlog.aggregates.execution import ExecutionState, decide
+from flowlog.aggregates.execution import events as dev
+from flowlog.aggregates.execution import inputs as dinp
+from flowlog.schemas.guard import DecodeGuard
+from flowlog.streams.runtime.admission import Admission, Entry
+from flowlog.streams.runtime.kafka import (
+    catalog,
+    group_consumer,
+    partition_of,
+    read_partition,
+    transactional_producer,
+)
+from flowlog.streams.runtime.memory import freeze_gc
+from flowlog.streams.runtime.processor_state import PartitionState
+from flowlog.streams.runtime.registry import RegistryFollower
+from flowlog.streams.runtime.taskrender import TaskRenderer
+
+from flowlog.settings import Settings
+
+log = logging.getLogger(__name__)
+INPUT_TOPICS = ("triggers", "commands", "node-results", "timers")
+SNAPSHOTS = "processor-snapshots"
+FENCED = (ProducerFenced, InvalidProducerEpoch)
+#: (topic, partition, key, value) of one record of a transaction
+Out = tuple[str, int, bytes, bytes]
+
+
+def snapshots_topic(settings: Settings) -> str:
+    return settings.topic_prefix + SNAPSHOTS
+
+
+def ensure_snapshots_topic(settings: Settings) -> None:
+    """The compacted snapshot topic: one partition per input partition (idempotent)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = snapshots_topic(settings)
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    if name in admin.list_topics(timeout=10).topics:
+        return
+    parts = catalog(settings).topics["execution-events"].partitions
+    replication = min(3, len(admin.list_topics(timeout=10).brokers))
+    fut = admin.create_topics([NewTopic(name, parts, replication, config={
+        "cleanup.policy": "compact", "max.message.bytes": str(64 * 1024 * 1024),
+        "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"})])[name]
+    try:
+        fut.result(30)
+    except Exception as exc:  # created by another process at the same time
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+
+
+def encode_snapshot(state: PartitionState) -> bytes:
+    return zlib.compress(orjson.dumps(state.to_snapshot()), 1)
+
+
+def decode_snapshot(value: bytes, window: int) -> PartitionState:
+    return PartitionState.from_snapshot(orjson.loads(zlib.decompress(value)), window)
+
+
+@dataclass
+class _Flow:
+    """Flow-control work of one step: executions to enqueue and to release."""
+
+    queued: list[ExecutionState] = field(default_factory=list)
+    released: list[ExecutionState] = field(default_factory=list)
+
+
+@dataclass
+class _Part:
+    state: PartitionState
+    producer: Any
+    last_snapshot: float
+    requeue: list[ExecutionState] = field(default_factory=list)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: Processor) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.owner.lock:  # the step in progress ends (committed or aborted) first
+            for p in sorted({tp.partition for tp in revoked}):
+                await self.owner.close(p)
+        log.info("processor: revoked %s", sorted({tp.partition for tp in revoked}))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        ps = sorted({tp.partition for tp in assigned})
+        async with self.owner.lock:
+            await asyncio.gather(*(self.owner.open(p) for p in ps
+                                   if p not in self.owner.parts))
+        log.info("processor: assigned %s", ps)
+
+
+class Processor:
+    def __init__(self, settings: Settings, follower: RegistryFollower,
+                 guard: DecodeGuard | None = None) -> None:
+        self.settings = settings
+        self.follower = follower
+        self.registry = follower.registry
+        self.guard = guard or DecodeGuard.from_settings(settings, validate=False)
+        self.codec = self.guard.codec
+        cat = catalog(settings)
+        self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
+        self.events_topic = cat.name("execution-events")
+        self.tasks_topic = cat.name("node-tasks")
+        self.results_topic = cat.name("node-results")
+        self.commands_topic = cat.name("commands")
+        self.snapshots_topic = snapshots_topic(settings)
+        self.partitions = cat.topics["commands"].partitions
+        self.group_id = settings.topic_prefix + "processor"
+        self.parts: dict[int, _Part] = {}
+        self.lock = asyncio.Lock()
+        self.stats: Counter[str] = Counter()
+        self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
+        self._admission: Admission | None = None
+        self.consumer = group_consumer(settings, "processor", self.input_topics)
+
+    @property
+    def admission(self) -> Admission:
+        if self._admission is None:
+            self._admission = Admission(self.settings.redis_url, self.settings.topic_prefix,
+                                        self.settings.tenant_max_executions)
+        return self._admission
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        await asyncio.to_thread(ensure_snapshots_topic, self.settings)
+        self.consumer.subscribe(self.input_topics, listener=_Listener(self))
+        await self.consumer.start()
+        tick_ms = max(10, self.settings.timer_tick_ms)
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=tick_ms)
+                async with self.lock:
+                    by_p: dict[int, dict[TopicPartition, list[Any]]] = defaultdict(dict)
+                    for tp, msgs in batches.items():
+                        if msgs:
+                            by_p[tp.partition][tp] = msgs
+                    now = time.time()
+                    work = set(by_p) | {p for p, part in self.parts.items()
+                                        if part.requeue or (
+                                            (d := part.state.next_due()) is not None
+                                            and d <= now)}
+                    if work:
+                        await asyncio.gather(*(self._step(p, by_p.get(p, {}))
+                                               for p in sorted(work)))
+                    if any(k.startswith("quarantined") for k in self.guard.stats):
+                        await asyncio.to_thread(self.guard.flush)
+        finally:
+            for p in list(self.parts):
+                await self.close(p)
+            await self.consumer.stop()
+            if self._admission is not None:
+                await self._admission.aclose()
+
+    # --- partitions -------------------------------------------------------------------------
+    async def open(self, p: int) -> None:
+        """Own partition p: fence its previous owner, rebuild its state, position the inputs
+        at the committed offsets."""
+        producer = transactional_producer(self.settings,
+                                          f"{self.settings.topic_prefix}processor-{p}")
+        await producer.start()
+        # init_transactions: bumps the epoch (fences the previous owner) and waits until its
+        # open transaction, if any, is aborted; only then are the log and offsets stable
+        await asyncio.shield(producer._txn_manager.wait_for_pid())
+        started = time.monotonic()
+        state = await self._load(p)
+        part = _Part(state, producer, time.monotonic())
+        part.requeue = [s for s in state.states.values() if s.phase == "queued"]
+        self.parts[p] = part
+        for topic in self.input_topics:
+            tp = TopicPartition(topic, p)
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+            else:
+                begins = await self.consumer.beginning_offsets([tp])
+                self.consumer.seek(tp, begins[tp])
+        self.consumer.resume(*[TopicPartition(t, p) for t in self.input_topics])
+        self.stats["opened"] += 1
+        log.info("processor: partition %s ready in %.2f s (%s executions, %s finished kept)",
+                 p, time.monotonic() - started, len(state.states), len(state.finished))
+
+    async def close(self, p: int) -> None:
+        part = self.parts.pop(p, None)
+        if part is None:
+            return
+        try:
+            await asyncio.wait_for(part.producer.stop(), 10)
+        except Exception:
+            log.warning("processor: producer of partition %s did not stop cleanly", p,
+                        exc_info=True)
+
+    async def _load(self, p: int) -> PartitionState:
+        window = self.settings.processor_finished_window
+        state = None
+        snap = await self._read_snapshot(p)
+        if snap is not None:
+            try:
+                state = decode_snapshot(snap, window)
+                self.stats["snapshot_loads"] += 1
+            except Exception:
+                log.exception("processor: snapshot of partition %s unreadable; full rebuild", p)
+        if state is None:
+            state = PartitionState(p, window)
+        tail = 0
+        async for msg in read_partition(self.settings, self.events_topic, p,
+                                        start=state.events_offset):
+            state.events_offset = msg.offset + 1
+            try:
+                events = records.batch_events(self.codec.decode(msg.value).record)
+            except Exception:
+                log.exception("unreadable execution-events record %s@%s", p, msg.offset)
+                continue
+            for e in events:
+                if state.replay(e):
+                    tail += 1
+                else:
+                    self.stats["rebuild_skipped_events"] += 1
+        self.stats["rebuilt_events"] += tail
+        freeze_gc(self.settings)
+        log.info("processor: partition %s: snapshot %s + %s tail events", p,
+                 "yes" if snap is not None else "none", tail)
+        return state
+
+    async def _read_snapshot(self, p: int) -> bytes | None:
+        """The last committed snapshot record of partition p (None: no snapshot yet)."""
+        from aiokafka import AIOKafkaConsumer
+
+        tp = TopicPartition(self.snapshots_topic, p)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed",
+                                    max_partition_fetch_bytes=64 * 1024 * 1024,
+                                    fetch_max_bytes=64 * 1024 * 1024)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            begin = (await consumer.beginning_offsets([tp]))[tp]
+            last = None
+            for start in (max(begin, end - 8), begin):  # a snapshot + marker take 2 offsets
+                if end <= start:
+                    break
+                consumer.seek(tp, start)
+                pos = start
+                while pos < end:
+                    got = await consumer.getmany(tp, timeout_ms=2000)
+                    if not got:
+                        pos = await consumer.position(tp)
+                        if pos >= end:
+                            break
+                        continue
+                    for msg in got.get(tp, ()):
+                        pos = msg.offset + 1
+                        if msg.value is not None:
+                            last = msg.value
+                    pos = max(pos, await consumer.position(tp))
+                if last is not None or start == begin:
+                    break
+            return last
+        finally:
+            await consumer.stop()
+
+    # --- one step: one transaction per partition --------------------------------------------
+    async def _step(self, p: int, batches: dict[TopicPartition, list[Any]]) -> None:
+        part = self.parts.get(p)
+        if part is None:
+            return  # revoked or fenced: its owner handles these inputs
+        st = part.state
+        out: list[Out] = []
+        flow = _Flow(queued=part.requeue)
+        part.requeue = []
+        offsets: dict[TopicPartition, int] = {}
+        try:
+            for tp, msgs in batches.items():
+                for msg in msgs:
+                    await self._one(msg, st, out, flow)
+                offsets[tp] = msgs[-1].offset + 1
+            now = datetime.now(UTC)
+            for eid, timer_id, timer in st.due(now):
+                self._fire(st, eid, timer_id, timer, now, out, flow)
+            if flow.queued or flow.released:
+                await self._flow_control(flow, out)
+            if not out and not offsets:
+                return
+            producer = part.producer
+            await producer.begin_transaction()
+            sends = []
+            for topic, partition, key, value in out:
+                fut = await producer.send(topic, value=value, key=key, partition=partition)
+                if topic == self.events_topic:
+                    sends.append(fut)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await producer.commit_transaction()
+            if sends:
+                st.events_offset = (await sends[-1]).offset + 1
+            self.stats["transactions"] += 1
+            self.stats["records"] += len(out)
+        except Exception as exc:
+            await self._failed(p, exc)
+            return
+        interval = self.settings.processor_snapshot_interval_s
+        if interval > 0 and time.monotonic() - part.last_snapshot >= interval:
+            await self._snapshot(p, part)
+
+    async def _snapshot(self, p: int, part: _Part) -> None:
+        part.last_snapshot = time.monotonic()
+        value = encode_snapshot(part.state)
+        try:
+            await part.producer.begin_transaction()
+            await part.producer.send(self.snapshots_topic, value=value, key=str(p).encode(),
+                                     partition=p)
+            await part.producer.commit_transaction()
+            self.stats["snapshots"] += 1
+            self.stats["snapshot_bytes"] = len(value)
+        except Exception as exc:
+            await self._failed(p, exc)
+
+    async def _failed(self, p: int, exc: Exception) -> None:
+        fenced = isinstance(exc, FENCED) or "fenced" in str(exc).lower()
+        self.stats["fenced" if fenced else "transaction_failures"] += 1
+        part = self.parts.get(p)
+        if part is not None and not fenced:
+            try:
+                await asyncio.wait_for(part.producer.abort_transaction(), 10)
+            except Exception:
+                log.debug("abort failed", exc_info=True)
+        await self.close(p)  # its state counts writes that were never committed: drop it
+        if fenced:
+            log.warning("processor: partition %s fenced (%s): another member owns it now; its "
+                        "transaction is aborted", p, exc)
+            self.consumer.pause(*[TopicPartition(t, p) for t in self.input_topics])
+        else:
+            log.warning("processor: transaction of partition %s failed (%r); re-opening it",
+                        p, exc)
+            await self.open(p)
+
+    async def _one(self, msg: Any, st: PartitionState, out: list[Out], flow: _Flow) -> None:
+        accepted = self.guard.decode(msg)
+        if accepted is None:
+            self.stats["quarantined"] += 1
+            return
+        name, record = accepted.name, accepted.record
+        try:
+            if name not in records.INPUT_NAMES:
+                raise records.WireError(f"{name} is not an orchestrator input")
+            execution_id = record["execution_id"]
+            if msg.key is not None and msg.key.decode(errors="replace") != execution_id:
+                raise records.WireError(
+                    f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
+                    "the record may sit on another execution's partition")
+            state = st.get(execution_id)
+            definition, accepting, version, queue = None, True, None, None
+            if name == "TriggerReceived":
+                wid = record["workflow_id"]
+                if wid not in self.registry.workflows:
+                    await self.follower.catch_up(within=2.0)  # defined a moment ago?
+                version = self.registry.resolve(wid, record["workflow_version"])
+                definition = self.registry.definition(wid, version)
+                accepting = self.registry.accepting(wid)
+                if self.settings.tenant_max_executions > 0:
+                    queue = True
+            elif state.phase != "pending":
+                definition = self.registry.definition(state.workflow_id, state.workflow_version)
+            inp = records.record_to_input(name, record, version)
+            self._decide(st, state, inp, definition, accepting, queue, out, flow, msg=msg)
+        except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
+            log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
+            self.guard.quarantine(msg, exc)
+            self.stats["quarantined"] += 1
+
+    def _fire(self, st: PartitionState, eid: str, timer_id: str,
+              timer: tuple[str, str | None, int | None, str], now: datetime,
+              out: list[Out], flow: _Flow) -> None:
+        state = st.get(eid)
+        kind, node_id, attempt, due_iso = timer
+        record = records.timer_fired_record(
+            execution_id=eid, workflow_id=state.workflow_id,
+            workflow_version=state.workflow_version, tenant=state.tenant,
+            correlation_id=state.correlation_id, timer_id=timer_id, kind=kind,
+            node_id=node_id, attempt=attempt, due_at=datetime.fromisoformat(due_iso),
+            occurred_at=now)
+        inp = records.record_to_input("TimerFired", record)
+        definition = self.registry.definition(state.workflow_id, state.workflow_version)
+        self.stats["timers_fired"] += 1
+        self._decide(st, state, inp, definition, True, None, out, flow)
+
+    def _decide(self, st: PartitionState, state: ExecutionState, inp: dinp.Input,
+                definition: Any, accepting: bool, queue: bool | None, out: list[Out],
+                flow: _Flow, msg: Any = None) -> None:
+        now = datetime.now(UTC)
+        events = decide(state, inp, now, definition, accepting=accepting, queue=queue)
+        if not events:
+            if state.phase == "pending" and not isinstance(inp, dinp.TriggerReceived):
+                self.stats["unknown_execution"] += 1
+            else:
+                self.stats["duplicates"] += 1
+            return
+        was_limited = state.execution_id in st.limited
+        state = st.apply(state, events)
+        eid = state.execution_id
+        self.stats["decisions"] += 1
+        self.stats["events"] += len(events)
+        p = st.partition
+        key = eid.encode()
+        batch = records.batch_record(events, inp.event_id)
+        out.append((self.events_topic, p, key, self.codec.encode("ExecutionEventBatch", batch)))
+        for e, r in zip(events, batch["events"], strict=True):
+            if isinstance(e, dev.NodeScheduled):
+                definition = self.registry.definition(e.workflow_id, e.workflow_version)
+                name, task = self.renderer.render(r, definition, st.item(eid, e.node_id), now)
+                topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
+                out.append((topic, p, key, self.codec.encode(name, task)))
+                self.stats["tasks"] += 1
+            elif isinstance(e, dev.ExecutionQueued):
+                flow.queued.append(state)
+        if state.finished and (was_limited or eid in st.limited):
+            flow.released.append(state)
+            st.limited.discard(eid)
+
+    async def _flow_control(self, flow: _Flow, out: list[Out]) -> None:
+        """Queue what waits, release what ended; admit whoever got a slot (in the step's
+        transaction). Redis is not in the transaction: every step is idempotent, and a
+        partition re-opened re-enqueues its queued executions (re-sends a lost admission)."""
+        admitted: list[Entry] = []
+        for s in flow.queued:
+            entry = Entry(s.execution_id, s.workflow_id, s.workflow_version, s.tenant)
+            definition = self.registry.definition(s.workflow_id, s.workflow_version)
+            limit = definition.max_executions if definition is not None else None
+            admitted += await self.admission.enqueue(entry, limit)
+        for s in flow.released:
+            entry = Entry(s.execution_id, s.workflow_id, s.workflow_version, s.tenant)
+            admitted += await self.admission.release(entry)
+        now = datetime.now(UTC)
+        for entry in admitted:
+            self.stats["admitted"] += 1
+            record = records.admitted_record(
+                execution_id=entry.execution_id, workflow_id=entry.workflow_id,
+                workflow_version=entry.workflow_version, tenant=entry.tenant, occurred_at=now)
+            out.append((self.commands_topic, partition_of(entry.execution_id, self.partitions),
+                        entry.execution_id.encode(),
+                        self.codec.encode("ExecutionAdmitted", record)))
