@@ -22,11 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 BODY_VERSION = 1
 #: Stages a dead letter is routed to (the first word of its routing key).
 DELAY, DUE, PARKED = "delay", "due", "parked"
-#: Headers every dead letter carries (filters read them without parsing the body).
-H_WORKFLOW = "x-flowlog-workflow"
-H_NODE_TYPE = "x-flowlog-node-type"
-H_ERROR_TYPE = "x-flowlog-error-type"
-H_RUNG = "x-flowlog-rung"
+#: Headers of a message parked by the bridge because it could not be read.
 H_REASON = "x-flowlog-parked-reason"
 H_BY = "x-flowlog-parked-by"
 
@@ -62,10 +58,6 @@ class DeadLetter(BaseModel):
 
     def body(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-
-    def headers(self) -> dict[str, Any]:
-        return {H_WORKFLOW: self.workflow_id, H_NODE_TYPE: self.node_type,
-                H_ERROR_TYPE: self.error_type, H_RUNG: self.rung}
 
 
 class MalformedDeadLetter(ValueError):
