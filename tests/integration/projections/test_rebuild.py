@@ -121,3 +121,27 @@ async def _until(check: object, within: float = 30.0) -> None:
     while not check():  # type: ignore[operator]
         assert loop.time() < deadline
         await asyncio.sleep(0.01)
+
+
+async def test_rebuild_from_a_time(proj_settings: Settings) -> None:  # noqa: F811
+    """`--from TIME`: each partition starts at TIME; executions begun earlier are rejected
+    as unknown (listed), the later ones are rebuilt whole."""
+    from datetime import UTC, datetime
+
+    s = proj_settings
+    log = Log(s)
+    early = list(executions(6, "early"))
+    log.interleaved([x[:1] for x in early])  # only their first decisions
+    log.flush()
+    await asyncio.sleep(0.05)  # Kafka timestamps are milliseconds: a clear boundary
+    since = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    log.interleaved([x[1:] for x in early] + list(executions(5, "late")))
+    log.flush()
+    report = await rebuild(s, "readmodel", since=since)
+    assert report.counts["workflow_executions"] == 5
+    rows = await fetch(s, s.pg_schema, "SELECT execution_id FROM workflow_executions")
+    assert {r["execution_id"] for r in rows} == {f"late-{i}" for i in range(5)}
+    rejects = await fetch(s, s.pg_schema, "SELECT reason FROM projection_rejects")
+    assert len(rejects) == sum(len(x) - 1 for x in early)
+    assert all("unknown execution early-" in r["reason"] for r in rejects)
