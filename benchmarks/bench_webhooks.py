@@ -1,7 +1,10 @@
 """Webhook gateway load on loopback: signed requests/s and latency percentiles.
 
     python benchmarks/bench_webhooks.py [--seconds 10] [--connections 32] [--runs 3]
-                                        [--engine] [--clients 1]
+                                        [--engine] [--clients 1] [--target gateway]
+
+``--target gateway`` drives the command gateway's execute endpoint instead
+(``POST /workflows/<id>/execute`` with an API key; `flowlog worker gateway`).
 
 Starts `flowlog worker webhooks` as a subprocess (its own topic prefix and PostgreSQL
 schema), applies a workflow with one signed webhook trigger, and drives it from
@@ -44,6 +47,8 @@ def free_port() -> int:
 
 
 def requests(path: str, n: int, tag: str) -> list[bytes]:
+    if path.startswith("gateway:"):
+        return execute_requests(path.split(":", 2)[1], path.split(":", 2)[2], n, tag)
     now = int(time.time())
     out = []
     for i in range(n):
@@ -53,6 +58,18 @@ def requests(path: str, n: int, tag: str) -> list[bytes]:
             b"Content-Type: application/json\r\nX-Flowlog-Signature: "
             + sign(SECRET, now, body).encode() + b"\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return out
+
+
+def execute_requests(workflow: str, key: str, n: int, tag: str) -> list[bytes]:
+    out = []
+    for i in range(n):
+        body = b'{"input": {"order": "%s-%d"}}' % (tag.encode(), i)
+        out.append(
+            b"POST /workflows/" + workflow.encode() + b"/execute HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\nContent-Type: application/json\r\nX-API-Key: "
+            + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body)
     return out
 
 
@@ -101,6 +118,10 @@ def wait_http(port: int, path: str, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
+            if path.startswith("gateway:"):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    return
+                continue
             r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
             if r.status_code == 200 and r.json()["webhooks"] >= 1:
                 return
@@ -117,6 +138,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engine", action="store_true", help="run the engine at the same time")
+    ap.add_argument("--target", choices=("webhooks", "gateway"), default="webhooks")
     args = ap.parse_args()
 
     from flowlog.projections.migrate import migrate
@@ -128,7 +150,8 @@ def main() -> None:
     env = {**os.environ, "FLOWLOG_TOPIC_PREFIX": f"bench{run_id}.",
            "FLOWLOG_PG_SCHEMA": f"bench_{run_id}", "FLOWLOG_WEBHOOK_PORT": str(port),
            "FLOWLOG_WEBHOOK_RATE_PER_IP": "1000000", "FLOWLOG_WEBHOOK_RATE_PER_KEY": "1000000",
-           "FLOWLOG_SECRET_HOOK": SECRET}
+           "FLOWLOG_SECRET_HOOK": SECRET, "FLOWLOG_GATEWAY_PORT": str(port),
+           "FLOWLOG_AUTH_RATE_PER_S": "1000000", "FLOWLOG_AUTH_RATE_BURST": "1000000"}
     settings = Settings(topic_prefix=env["FLOWLOG_TOPIC_PREFIX"],
                         pg_schema=env["FLOWLOG_PG_SCHEMA"])
     migrate(settings)
@@ -142,7 +165,17 @@ def main() -> None:
             "    input: '{\"order\": body.order}'\n"
             "nodes:\n  total:\n    type: transform\n    output: 'inputs.order.total'\n")
         tools.apply_definition(settings, definition)
-    procs = [subprocess.Popen([sys.executable, "-m", "flowlog.cli", "worker", "webhooks",
+    if args.target == "gateway":
+        import asyncio as _asyncio
+
+        from flowlog.api.auth.bootstrap import auth_service
+
+        async def make_key() -> str:
+            async with auth_service(settings) as svc:
+                return (await svc.create_key(tenant="default", role="operator")).key
+
+        path = f"gateway:bench-hook-{run_id}:{_asyncio.run(make_key())}"
+    procs = [subprocess.Popen([sys.executable, "-m", "flowlog.cli", "worker", args.target,
                                "-l", "warning"], env=env)]
     if args.engine:
         procs.append(subprocess.Popen([sys.executable, "-m", "flowlog.cli", "worker", "all",
@@ -183,11 +216,12 @@ def main() -> None:
     figures["median_req_per_s"] = median([r["req_per_s"] for r in runs])
     figures["median_p99_ms"] = median([r["p99_ms"] for r in runs])
     figures["median_p50_ms"] = median([r["p50_ms"] for r in runs])
-    print(f"webhooks: {figures['median_req_per_s']:.0f} signed req/s, p50 "
+    print(f"{args.target}: {figures['median_req_per_s']:.0f} req/s, p50 "
           f"{figures['median_p50_ms']:.1f} ms, p99 {figures['median_p99_ms']:.1f} ms "
           f"(median of {len(runs)}; {args.clients}x{args.connections} connections"
           f"{', engine running' if args.engine else ''})")
-    name = "webhooks-engine" if args.engine else "webhooks"
+    name = ("gateway-execute" if args.target == "gateway" else "webhooks") + (
+        "-engine" if args.engine else "")
     print(write_results(name, figures))
 
 

@@ -195,6 +195,8 @@ class Poller:
         """Poll every source that is due and whose lock this process gets; returns how
         many triggers were published."""
         fired = 0
+        if self.conn.closed:  # PostgreSQL restarted: reconnect
+            self.conn = await connect(self.settings, self.schema)
         for source in self.sources:
             token = await self.lock.acquire(source.name)
             if token is None:

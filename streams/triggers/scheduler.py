@@ -217,6 +217,8 @@ class Scheduler:
         """One pass: every active schedule whose lock this process gets. Returns the
         (workflow id, decision) pairs it recorded."""
         assert self.lock is not None and self._producer is not None
+        if self._conn is None or self._conn.closed:  # PostgreSQL restarted: reconnect
+            self._conn = await connect(self.settings, self.schema)
         done: list[tuple[str, SlotDecision]] = []
         for row in await load_schedules(self.conn):
             name = f"{row.workflow_id}:{row.trigger_index}"
