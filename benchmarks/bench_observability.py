@@ -7,10 +7,10 @@ What one input record costs a role beyond its own work: ``hooks.enter`` + ``desc
 record, a histogram observation per decision), in microseconds, for: metrics only
 (tracing off), tracing with no exporter (the default: ids made and carried, nothing
 recorded), and tracing recorded at 1 % and 100 % (an in-memory exporter standing in for
-OTLP, so the export's network cost is not in the figure). Each execution is a
-trigger (no headers: the execution's own trace) and follow-ups carrying its headers, as in a run (one trigger per 16 records: the 5-node DAG's records through the
-three roles). Prints the figures; writes benchmarks/results/bench_observability.json
-(medians of the runs).
+OTLP, so the export's network cost is not in the figure). Each execution is a trigger (no
+headers: the execution's own trace) and 15 follow-ups carrying its headers (the 5-node
+DAG's records through the three roles). Prints the figures; writes
+benchmarks/results/bench_observability.json (medians of interleaved runs).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from flowlog.observability import hooks, metrics, tracing
-
 from flowlog.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,0 +1,119 @@
+"""The engine benchmark with observability on and off: what metrics and tracing cost.
+
+    python benchmarks/bench_observability_engine.py [--rate 300] [--rounds 3] [--search]
+
+Modes (environment of the worker processes; everything else as bench_engine.py):
+
+* ``off``: FLOWLOG_METRICS_ENABLED=false, FLOWLOG_TRACE_ENABLED=false (no endpoint, no
+  counting, no trace ids; the per-record log context remains)
+* ``metrics``: metrics on, tracing off
+* ``metrics+ids``: the default: metrics on, trace ids made and carried, nothing recorded
+* ``trace 1 %`` / ``trace 100 %``: spans recorded and exported over OTLP/HTTP to a local
+  sink (benchmarks/otlp_sink.py) at that sampling ratio
+
+Per round, each mode runs one fixed-rate window (``--rate``, modes interleaved so load
+changes hit all alike); the figure is the engine roles' CPU per execution (sum of
+orchestrator, timers and executor CPU over the window / executions finished), median of
+the rounds, and its increase over ``off``. On a CPU-bound machine the highest sustainable
+rate falls in the same proportion. ``--search`` also runs bench_engine's quick rate
+search once per mode. Writes benchmarks/results/observability-engine.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _common import median, write_results
+from _engine_harness import Options, console, run_step, show_step
+from bench_engine import QUICK_RATES, search
+
+ROLES = ("orchestrator", "timers", "executor")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def modes(sink: str) -> dict[str, dict[str, str]]:
+    return {
+        "off": {"FLOWLOG_METRICS_ENABLED": "false", "FLOWLOG_TRACE_ENABLED": "false"},
+        "metrics": {"FLOWLOG_TRACE_ENABLED": "false"},
+        "metrics+ids": {},
+        "trace 1 %": {"FLOWLOG_OTLP_ENDPOINT": sink, "FLOWLOG_TRACE_SAMPLE_RATIO": "0.01"},
+        "trace 100 %": {"FLOWLOG_OTLP_ENDPOINT": sink, "FLOWLOG_TRACE_SAMPLE_RATIO": "1.0"},
+    }
+
+
+def cpu_per_execution_ms(step: Any) -> float | None:
+    if not step.finished:
+        return None
+    cpu = sum(v for k, v in step.cpu.items() if k in ROLES)  # % of a core over the window
+    return cpu / 100 * step.duration / step.finished * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    ap.add_argument("--rate", type=float, default=300.0)
+    ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--search", action="store_true")
+    ap.add_argument("--modes", help="comma-separated subset of the modes")
+    args = ap.parse_args()
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).parent / "otlp_sink.py"),
+                             "--port", str(port)])
+    all_modes = modes(f"http://127.0.0.1:{port}/v1/traces")
+    chosen = {k: v for k, v in all_modes.items()
+              if not args.modes or k in args.modes.split(",")}
+    per_exec: dict[str, list[float]] = {m: [] for m in chosen}
+    steps: dict[str, list[dict[str, Any]]] = {m: [] for m in chosen}
+    best: dict[str, float] = {}
+    try:
+        for r in range(args.rounds):
+            order = list(chosen) if r % 2 == 0 else list(reversed(chosen))
+            for mode in order:
+                opts = Options(duration=args.duration, drain=10.0, env=chosen[mode])
+                step = run_step(opts, args.rate, label=f"round {r + 1} {mode}: ")
+                show_step(step)
+                steps[mode].append(step.summary())
+                value = cpu_per_execution_ms(step)
+                if value is not None and step.sustainable:
+                    per_exec[mode].append(value)
+        if args.search:
+            for mode, env in chosen.items():
+                console.print(f"[bold]rate search, {mode}[/]")
+                _, best[mode] = search(Options(duration=8.0, drain=5.0, env=env),
+                                       [float(x) for x in QUICK_RATES["engine"]], 0)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+    base = median(per_exec["off"]) if per_exec.get("off") else None
+    figures: dict[str, Any] = {"rate_per_s": args.rate, "window_s": args.duration,
+                               "rounds": args.rounds, "modes": {}}
+    console.print(f"\nengine roles' CPU per execution at {args.rate:g}/s "
+                  f"(median of {args.rounds} interleaved rounds):")
+    for mode in chosen:
+        values = per_exec[mode]
+        med = median(values) if values else None
+        over = (med / base - 1) * 100 if med is not None and base else None
+        figures["modes"][mode] = {
+            "env": chosen[mode], "cpu_ms_per_execution_median": med and round(med, 3),
+            "cpu_ms_per_execution_runs": [round(v, 3) for v in values],
+            "increase_over_off_percent": over and round(over, 1),
+            "max_sustainable_per_s": best.get(mode), "steps": steps[mode]}
+        console.print(f"  {mode:<12} {'-' if med is None else f'{med:.3f}'} ms"
+                      f"{'' if over is None else f'  ({over:+.1f} % over off)'}"
+                      f"{'' if mode not in best else f'  max {best[mode]:g}/s'}"
+                      f"   runs {', '.join(f'{v:.3f}' for v in values)}")
+    console.print(f"written to {write_results('observability-engine', figures)}")
+
+
+if __name__ == "__main__":
+    main()
