@@ -98,7 +98,7 @@ def resolve(store: AuditStore, execution_id: str, point: Point, last: int) -> in
 def history(store: AuditStore, execution_id: str) -> dict[str, Any]:
     """Every event, node run, model and tool call and operator command of an execution."""
     _require_execution(store, execution_id)
-    return views.history(store.events(execution_id))
+    return views.history(store.events(execution_id), store.commands(execution_id))
 
 
 def state(store: AuditStore, execution_id: str, at: str) -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """`flowlog worker audit`: the audit-store projector.
 
-A consumer-group member on `execution-events` (its own small loop: the shared projector
-base of the projections issue was not committed when this was written). Per partition and
-poll, one PostgreSQL transaction holds the new aggregate events, their index rows and the
-partition's offset (eventsourcing `Tracking`, application name `audit:<topic>:<partition>`,
-notification id = Kafka offset). On assignment each partition resumes after its stored
-offset, so a restart or a `kill -9` neither loses nor doubles an event. Duplicate batches
-(an orchestrator that re-decided after a crash writes the same seqs again) are skipped by
-seq; a record that does not decode, or whose seqs leave a gap, is quarantined with the
-reason and its offset still recorded: the loop never stops on a bad record.
+A consumer-group member on `execution-events` and `commands` (its own small loop: the
+shared projector base of the projections issue was not committed when this was written).
+Per partition and poll, one PostgreSQL transaction holds the new aggregate events, their
+index rows and the partition's offset (eventsourcing `Tracking`, application name
+`audit:<topic>:<partition>`, notification id = Kafka offset). On assignment each partition
+resumes after its stored offset, so a restart or a `kill -9` neither loses nor doubles an
+event. Duplicate batches (an orchestrator that re-decided after a crash writes the same
+seqs again) are skipped by seq; a record that does not decode, or whose seqs leave a gap,
+is quarantined with the reason and its offset still recorded: the loop never stops on a
+bad record. Records of `commands` are kept with who sent them and why (the command
+gateway's `flowlog-actor` and `flowlog-reason` headers), the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from eventsourcing.persistence import Tracking
 from flowlog.aggregates.execution.aggregate import WorkflowExecution
 from flowlog.aggregates.execution.events import event_to_dict
 from flowlog.aggregates.records import WireError, batch_events
-from flowlog.projections.audit.store import AuditStore, IndexRow
+from flowlog.projections.audit.store import AuditStore, CommandRow, IndexRow
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.schemas.topics import TopicCatalog
 
@@ -34,8 +36,21 @@ log = logging.getLogger(__name__)
 GROUP = "audit"
 
 
+# the command gateway's audit headers (api/gateway/app.py; projections may not import api)
+ACTOR_HEADER = "flowlog-actor"
+REASON_HEADER = "flowlog-reason"
+
+
 def tracking_name(topic: str, partition: int) -> str:
     return f"audit:{topic}:{partition}"
+
+
+def _headers(msg: Any) -> dict[str, str]:
+    out = {}
+    for key, value in getattr(msg, "headers", None) or ():
+        name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        out[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return out
 
 
 class Projector:
@@ -129,6 +144,28 @@ class Projector:
             except Exception:  # a snapshot is a copy; the events are stored already
                 log.exception("audit: %d snapshots failed", len(snapshots))
 
+    def apply_commands(self, topic: str, partition: int, msgs: list[Any]) -> None:
+        """Store the command records of `msgs` (who and why, for the audit trail) with the
+        partition's offset, in one transaction."""
+        rows: list[CommandRow] = []
+        for msg in msgs:
+            accepted = self.guard.decode(msg)
+            if accepted is None:
+                continue
+            r = accepted.record
+            event_id = r.get("event_id")
+            if not isinstance(event_id, str):
+                continue
+            headers = _headers(msg)
+            rows.append(CommandRow(
+                event_id, r.get("execution_id"), accepted.name, r.get("node_id"),
+                r.get("reason") or None, headers.get(ACTOR_HEADER),
+                headers.get(REASON_HEADER), r.get("occurred_at"), topic, partition,
+                msg.offset))
+        self.guard.flush()
+        self.store.save_commands(rows, Tracking(tracking_name(topic, partition),
+                                                msgs[-1].offset))
+
     def forget_partition(self) -> None:
         self.cache.clear()
 
@@ -150,7 +187,9 @@ class Runner:
                  guard: DecodeGuard | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.topic = TopicCatalog.from_settings(settings).name("execution-events")
+        catalog = TopicCatalog.from_settings(settings)
+        self.topic = catalog.name("execution-events")
+        self.commands_topic = catalog.name("commands")
         self.projector = Projector(settings, store,
                                    guard or DecodeGuard.from_settings(settings, validate=False))
         self.consumer = AIOKafkaConsumer(
@@ -173,15 +212,17 @@ class Runner:
     async def serve(self, stop: asyncio.Event) -> None:
         await self.consumer.start()
         try:
-            self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+            self.consumer.subscribe([self.topic, self.commands_topic],
+                                    listener=_Rebalance(self))
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200)
                 for tp, msgs in batch.items():
                     if not msgs:
                         continue
+                    apply = self.projector.apply if tp.topic == self.topic else \
+                        self.projector.apply_commands
                     try:
-                        await asyncio.to_thread(self.projector.apply, tp.topic, tp.partition,
-                                                msgs)
+                        await asyncio.to_thread(apply, tp.topic, tp.partition, msgs)
                     except Exception:
                         log.exception("audit: storing %s[%s] @%s failed; retrying from the "
                                       "stored offset", tp.topic, tp.partition, msgs[0].offset)

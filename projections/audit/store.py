@@ -35,6 +35,7 @@ from flowlog.settings import Settings
 
 APP_NAME = "audit"  # table prefix: audit_events, audit_snapshots, audit_tracking
 INDEX_TABLE = "audit_event_index"
+COMMANDS_TABLE = "audit_commands"
 
 
 class AuditStoreMissing(AuditError):
@@ -75,6 +76,24 @@ class IndexRow:
                    getattr(e, "node_id", None), getattr(e, "dedup_key", None))
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRow:
+    """A record of the `commands` topic, with who sent it and why (the command gateway's
+    `flowlog-actor` and `flowlog-reason` headers)."""
+
+    event_id: str
+    execution_id: str | None
+    event_type: str
+    node_id: str | None
+    reason: str | None
+    actor: str | None
+    header_reason: str | None
+    occurred_at: datetime | None
+    topic: str
+    kafka_partition: int
+    kafka_offset: int
+
+
 class AuditRecorder(PostgresProcessRecorder):
     """The library's process recorder, plus the event index written in the same
     transaction as the events and the tracking row."""
@@ -101,6 +120,19 @@ class AuditRecorder(PostgresProcessRecorder):
         self.sql_create_statements.append(SQL(
             "CREATE INDEX IF NOT EXISTS {i} ON {s}.{t} (dedup_key) WHERE dedup_key IS NOT NULL"
         ).format(i=Identifier(f"{INDEX_TABLE}_dedup_idx"), s=schema, t=table))
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {s}.{t} ("
+            "event_id text PRIMARY KEY, execution_id text, event_type text NOT NULL, "
+            "node_id text, reason text, actor text, header_reason text, "
+            "occurred_at timestamptz, topic text, kafka_partition int, kafka_offset bigint)"
+        ).format(s=schema, t=Identifier(COMMANDS_TABLE)))
+        self.sql_create_statements.append(SQL(
+            "CREATE INDEX IF NOT EXISTS {i} ON {s}.{t} (execution_id)"
+        ).format(i=Identifier(f"{COMMANDS_TABLE}_execution_idx"), s=schema,
+                 t=Identifier(COMMANDS_TABLE)))
+        self.insert_command_statement = SQL(
+            "INSERT INTO {s}.{t} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (event_id) DO NOTHING").format(s=schema, t=Identifier(COMMANDS_TABLE))
         self.insert_index_statement = SQL(
             "INSERT INTO {s}.{t} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (execution_id, seq) DO NOTHING").format(s=schema, t=table)
@@ -111,6 +143,11 @@ class AuditRecorder(PostgresProcessRecorder):
         if rows:
             curs.executemany(self.insert_index_statement,
                              [tuple(getattr(r, f) for f in IndexRow.__slots__) for r in rows])
+        commands: Sequence[CommandRow] = kwargs.get("command_rows") or ()
+        if commands:
+            curs.executemany(self.insert_command_statement,
+                             [tuple(getattr(c, f) for f in CommandRow.__slots__)
+                              for c in commands])
 
 
 class AuditApplication(Application[uuid.UUID]):
@@ -184,6 +221,8 @@ class AuditStore:
         assert isinstance(recorder, AuditRecorder)
         self.recorder = recorder
         self._index = SQL("{}.{}").format(Identifier(self.schema), Identifier(INDEX_TABLE))
+        self._commands = SQL("{}.{}").format(Identifier(self.schema),
+                                             Identifier(COMMANDS_TABLE))
 
     def close(self) -> None:
         self.app.close()
@@ -196,6 +235,21 @@ class AuditStore:
         processing = ProcessingEvent[uuid.UUID](tracking=tracking)
         processing.collect_events(*aggregates, index_rows=index_rows)
         self.app._record(processing)  # what the library's process applications call
+
+    def save_commands(self, rows: Sequence[CommandRow], tracking: Tracking) -> None:
+        """Store command records and the partition's offset in one transaction."""
+        processing = ProcessingEvent[uuid.UUID](tracking=tracking)
+        processing.collect_events(command_rows=rows)
+        self.app._record(processing)
+
+    def commands(self, execution_id: str) -> dict[str, dict[str, Any]]:
+        """The execution's command records by event id (who and why)."""
+        rows = self._query("SELECT event_id, event_type, node_id, reason, actor, "
+                           "header_reason, occurred_at FROM {cmd} WHERE execution_id = %s",
+                           execution_id)
+        return {str(r[0]): {"event_type": r[1], "node_id": r[2], "reason": r[3],
+                            "actor": r[4], "header_reason": r[5], "occurred_at": r[6]}
+                for r in rows}
 
     @staticmethod
     def snapshot_of(aggregate: WorkflowExecution) -> Any:
@@ -252,7 +306,7 @@ class AuditStore:
     def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with self.recorder.datastore.get_connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(SQL(sql).format(idx=self._index), params)
+            cur.execute(SQL(sql).format(idx=self._index, cmd=self._commands), params)
             return list(cur.fetchall())
 
     def last_seq(self, execution_id: str) -> int:

@@ -6,7 +6,7 @@ returns plain JSON-able values; nothing reads a store or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -192,27 +192,32 @@ def node_runs(events: Events) -> list[dict[str, Any]]:
     return [runs[k] for k in order]
 
 
-def operator_commands(events: Events) -> list[dict[str, Any]]:
-    """Commands an operator (or the dead-letter bridge) sent, as the log records them.
+def operator_commands(events: Events, commands: Mapping[str, dict[str, Any]] | None = None
+                      ) -> list[dict[str, Any]]:
+    """Commands an operator (or the dead-letter bridge) sent and what they did.
 
-    `who` is not part of the event contract today (commands carry no actor field), so it is
-    null; `why` is the cancel reason where the log keeps it (retry and resume reasons are
-    not copied into execution events)."""
+    Who and why come from the command records (`commands`, by event id: the command
+    gateway's `flowlog-actor` and `flowlog-reason` headers, and the record's `reason`);
+    without one, who is null and why is the cancel reason the execution events keep."""
     out: list[dict[str, Any]] = []
     for step in recorded_steps(events):
         if step.kind not in ("cancel", "retry", "resume"):
             continue
         i = step.input
+        record = (commands or {}).get(step.cause or "") or {}
+        why = record.get("header_reason") or record.get("reason") or \
+            getattr(i, "reason", None) or None
         out.append({"command": type(i).__name__, "command_id": step.cause,
                     "at": step.at.isoformat(), "seq": step.first_seq,
-                    "node_id": getattr(i, "node_id", None), "who": None,
-                    "why": getattr(i, "reason", None) or None,
-                    "effect": [e.event_type for e in step.events]})
+                    "node_id": getattr(i, "node_id", None), "who": record.get("actor"),
+                    "why": why, "effect": [e.event_type for e in step.events]})
     return out
 
 
-def history(events: Events) -> dict[str, Any]:
-    """The full history: every event, node runs, model and tool calls, operator commands."""
+def history(events: Events, commands: Mapping[str, dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """The full history: every event, node runs, model and tool calls, operator commands
+    (with who and why from `commands`, the command records by event id)."""
     model_calls = [event_to_dict(e) for e in events if isinstance(e, ev.AgentModelCalled)]
     tool_calls = [event_to_dict(e) for e in events if isinstance(e, ev.AgentToolCalled)]
     last = fold(events)
@@ -225,5 +230,5 @@ def history(events: Events) -> dict[str, Any]:
         "node_runs": node_runs(events),
         "model_calls": model_calls,
         "tool_calls": tool_calls,
-        "operator_commands": operator_commands(events),
+        "operator_commands": operator_commands(events, commands),
     }

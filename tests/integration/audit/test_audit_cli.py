@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ import psycopg
 import pytest
 import yaml
 from audit_kafka import HISTORIES, end_offsets, produce
+from confluent_kafka import Producer
+from flowlog.aggregates.records import envelope
 from flowlog.projections.audit.projector import run, tracking_name
 from flowlog.projections.audit.store import AuditStore
+from flowlog.schemas.codec import Codec
 from flowlog.schemas.events import WorkflowDefined
 from flowlog.schemas.sdk import EventProducer
 from typer.testing import CliRunner
@@ -34,6 +38,7 @@ def filled(settings: Settings, pg_schema: str, new_topic: Callable[..., str]
     topic = new_topic("execution-events", partitions=1)
     new_topic("quarantine", partitions=1)
     new_topic("workflow-definitions", partitions=1)
+    commands = new_topic("commands", partitions=1)
     chosen = [h for h in HISTORIES if h.name.startswith("scenario:")
               and h.definition.workflow_id in WORKFLOWS]
     executions = [h.events for h in chosen]  # their own ids: retry jitter hashes the id
@@ -44,6 +49,19 @@ def filled(settings: Settings, pg_schema: str, new_topic: Callable[..., str]
             producer.publish_sync(WorkflowDefined(
                 workflow_id=h.definition.workflow_id, workflow_version=1, version=1,
                 definition=raw))
+    # the operator's retry of hook-1, as the command gateway publishes it (who and why in
+    # headers; the event id is the causation id the recorded history carries)
+    codec = Codec.from_settings(settings)
+    record = {**envelope("RetryNodeRequested", event_id="dlq-retry-1", execution_id="hook-1",
+                         workflow_id="webhook-retry-deadletter", workflow_version=1,
+                         occurred_at=datetime(2025, 1, 6, 10, tzinfo=UTC), correlation_id=None,
+                         causation_id=None, tenant="default"),
+              "node_id": "notify", "reason": "partner fixed their endpoint"}
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    producer.produce(commands, key=b"hook-1", value=codec.encode("RetryNodeRequested", record),
+                     headers=[("flowlog-actor", b"user:alice"),
+                              ("flowlog-reason", b"partner fixed their endpoint")])
+    assert producer.flush(30) == 0
     ends = end_offsets(settings, topic, 1)
     mine = settings.model_copy(update={"pg_schema": pg_schema})
     store = AuditStore(mine)
@@ -53,7 +71,8 @@ def filled(settings: Settings, pg_schema: str, new_topic: Callable[..., str]
         task = asyncio.create_task(run(mine, stop))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 120
-        while store.position(tracking_name(topic, 0)) != ends[0] - 1:
+        while store.position(tracking_name(topic, 0)) != ends[0] - 1 or \
+                store.position(tracking_name(commands, 0)) != 0:
             assert loop.time() < deadline, "the projector did not store every offset"
             assert not task.done(), task
             await asyncio.sleep(0.05)
@@ -102,6 +121,10 @@ def test_history_state_and_diff(filled: dict[str, Any]) -> None:
     assert {c["path"] for c in d["changes"]} == {
         "seq", "nodes.classify.status", "nodes.classify.output",
         "pending_timers.node_timeout:classify:1"}
+    retried = _json(filled, "audit", "hook-1")
+    assert [(c["command"], c["command_id"], c["who"], c["why"])
+            for c in retried["operator_commands"]] == \
+        [("RetryNodeRequested", "dlq-retry-1", "user:alice", "partner fixed their endpoint")]
     plain = _cli(filled, "audit", eid, "--at", "6")
     assert plain.exit_code == 0 and "classify" in plain.stdout
 

@@ -115,6 +115,11 @@ def test_history_has_node_runs_calls_and_operator_commands() -> None:
     notify = [r for r in retried["node_runs"] if r["node_id"] == "notify"]
     assert [r["status"] for r in notify] == ["failed", "failed", "dead_lettered", "succeeded"]
 
+    told = views.history(history("fixture:webhook_dead_letter_then_retry").events,
+                         {"dlq-retry-1": {"actor": "key:ci", "header_reason": "fixed",
+                                          "reason": "by hand"}})
+    assert [(c["who"], c["why"]) for c in told["operator_commands"]] == [("key:ci", "fixed")]
+
     resumed = views.history(history("scenario:webhook_dead_letter_then_resume").events)
     assert [c["command"] for c in resumed["operator_commands"]] == ["ResumeRequested"]
-    assert resumed["operator_commands"][0]["who"] is None  # not in the contract
+    assert resumed["operator_commands"][0]["who"] is None  # no command record given
