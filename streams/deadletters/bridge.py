@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 from aiormq.abc import DeliveredMessage
 from flowlog.streams.deadletters import metrics, topology
-from flowlog.streams.deadletters.commands import CommandWriter, retry_record
+from flowlog.streams.deadletters.commands import LADDER, CommandWriter, retry_record
 from flowlog.streams.deadletters.message import (
     H_BY,
     H_REASON,
@@ -41,7 +41,7 @@ from pamqp.commands import Basic
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
-BRIDGE = "deadletters"  # requested_by of the ladder's retry commands
+BRIDGE = LADDER  # requested_by of the ladder's retry commands
 #: The running publisher and bridge of each dead-letter prefix in this process (tests and
 #: benchmarks read their counters).
 LIVE: dict[str, tuple[Publisher, Bridge]] = {}

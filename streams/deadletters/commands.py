@@ -45,6 +45,21 @@ def discard_record(letter: DeadLetter, *, then: str, reason: str, requested_by: 
                   "reason": text, "requested_by": requested_by}
 
 
+#: The Kafka headers the command gateway sets and the audit trail reads (who and why).
+ACTOR_HEADER, REASON_HEADER = "flowlog-actor", "flowlog-reason"
+#: `requested_by` of the bridge's ladder retries (an actor ``process:deadletters``).
+LADDER = "deadletters"
+
+
+def audit_headers(record: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """``flowlog-actor`` (``user:<name>``, or ``process:deadletters`` for the ladder) and
+    ``flowlog-reason``, as the command gateway writes them for the audit trail."""
+    by = str(record.get("requested_by") or "unknown")
+    actor = f"process:{by}" if by == LADDER else f"user:{by}"
+    return [(ACTOR_HEADER, actor.encode()),
+            (REASON_HEADER, str(record.get("reason") or "").encode())]
+
+
 class CommandWriter:
     """Encodes and sends commands to the commands topic, keyed and partitioned by
     execution id; `send_all` returns once the broker acknowledged every one."""
@@ -63,6 +78,6 @@ class CommandWriter:
             eid = record["execution_id"]
             futures.append(await self.producer.send(
                 self.topic, value=value, key=eid.encode(),
-                partition=partition_of(eid, self.partitions)))
+                partition=partition_of(eid, self.partitions), headers=audit_headers(record)))
         if futures:
             await asyncio.gather(*futures)

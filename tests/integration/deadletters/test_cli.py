@@ -41,7 +41,8 @@ async def _commands(s: Settings) -> list[dict[str, Any]]:
     for p in range(cat.topics["commands"].partitions):
         async for msg in read_partition(s, cat.name("commands"), p):
             d = codec.decode(msg.value)
-            out.append({"name": d.name, **d.record})
+            headers = {k: v.decode() for k, v in (msg.headers or ())}
+            out.append({"name": d.name, "headers": headers, **d.record})
     return out
 
 
@@ -89,3 +90,7 @@ async def test_dlq_cli_lists_shows_previews_retries_and_discards(
         [("alice", "partner fixed", a)]
     assert [(c["requested_by"], c["execution_id"]) for c in cancel] == [("bob", b)]
     assert "duplicate" in cancel[0]["reason"]
+    # the audit trail's headers, as the command gateway writes them
+    assert retry[0]["headers"] == {"flowlog-actor": "user:alice",
+                                   "flowlog-reason": "partner fixed"}
+    assert cancel[0]["headers"]["flowlog-actor"] == "user:bob"
