@@ -24,7 +24,7 @@ from flowlog.api.auth.model import Principal
 from flowlog.api.query import models as m
 from flowlog.api.query.services import Services
 from flowlog.api.query.sql import Query as Q
-from flowlog.api.query.sql import Scope, decode_cursor, encode_cursor
+from flowlog.api.query.sql import Scope, decode_cursor, encode_cursor, visible_workflow
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 STATUSES = ("pending", "queued", "running", "waiting", "incident", "succeeded", "failed",
@@ -109,20 +109,6 @@ def _range(start: datetime | None, end: datetime | None, bucket: str
     return start, end, step
 
 
-def _visible_workflow(q: Q, scope: Scope, alias: str = "w") -> None:
-    """A workflow is visible to a tenant that has an execution, a webhook or a schedule of
-    it (the read model keeps no tenant on a workflow; see docs/api.md)."""
-    if scope.tenants is None:
-        return
-    t = q.arg(list(scope.tenants))
-    q.conds.append(
-        f"(EXISTS (SELECT 1 FROM workflow_executions x WHERE x.workflow_id = "
-        f"{alias}.workflow_id AND x.tenant = ANY({t}::text[])) OR EXISTS (SELECT 1 FROM "
-        f"webhook_registrations h WHERE h.workflow_id = {alias}.workflow_id AND h.tenant = "
-        f"ANY({t}::text[])) OR EXISTS (SELECT 1 FROM schedules s WHERE s.workflow_id = "
-        f"{alias}.workflow_id AND s.tenant = ANY({t}::text[])))")
-
-
 def timeline(definition_nodes: list[str], runs: list[dict[str, Any]],
              node_status: dict[str, Any]) -> list[dict[str, Any]]:
     """One bar per node run; each defined node that never ran gets one bar with no start."""
@@ -186,7 +172,7 @@ def create_app(services_factory: Callable[[], AbstractAsyncContextManager[Servic
                         tenant: TenantQ = None, limit: Limit = 50, cursor: Cursor = None
                         ) -> dict[str, Any]:
         q = Q()
-        _visible_workflow(q, Scope.of(principal, tenant))
+        visible_workflow(q, Scope.of(principal, tenant))
         if status:
             q.where("w.status = {}", status)
         _keyset(q, ("w.workflow_id",), "ASC", cursor, (str,))
@@ -198,7 +184,7 @@ def create_app(services_factory: Callable[[], AbstractAsyncContextManager[Servic
 
     async def _workflow(principal: Principal, workflow_id: str) -> dict[str, Any]:
         q = Q().where("w.workflow_id = {}", workflow_id)
-        _visible_workflow(q, Scope.of(principal))
+        visible_workflow(q, Scope.of(principal))
         row = await s().pool.fetchrow(f"SELECT w.* FROM workflows w{q.sql()}", *q.args)
         if row is None:
             raise HTTPException(404, f"workflow {workflow_id!r} is not among the caller's "

@@ -25,7 +25,7 @@ from flowlog.api.auth.model import Principal
 from flowlog.api.query import models as m
 from flowlog.api.query.services import Services
 from flowlog.api.query.sql import Query as Q
-from flowlog.api.query.sql import Scope
+from flowlog.api.query.sql import Scope, visible_workflow
 from flowlog.projections.live import channel_all, channel_of
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
@@ -104,6 +104,11 @@ def routes(api: APIRouter, s: Callable[[], Services],
         sv = s()
         scope = Scope.of(principal)
         cursor = last_event_id(request, last_event_id_q)
+        seen = Q().where("w.workflow_id = {}", workflow_id)
+        visible_workflow(seen, scope)
+        if await sv.pool.fetchrow(f"SELECT 1 FROM workflows w{seen.sql()}", *seen.args) is None:
+            raise HTTPException(404, f"workflow {workflow_id!r} is not among the caller's "
+                                     "workflows")
         skew = timedelta(seconds=sv.settings.api_live_resume_skew_s)
         pubsub = sv.redis.pubsub()
         await pubsub.subscribe(channel_all(sv.settings))  # before the read
@@ -136,8 +141,11 @@ def routes(api: APIRouter, s: Callable[[], Services],
                         if fresh(row):
                             cursor = max(cursor, _epoch_us(row["last_event_at"]))
                             yield _event(row, cursor)
-                else:  # a new client: from now on (it reads the list itself)
-                    cursor = _epoch_us(datetime.now(UTC))
+                else:  # a new client: from the newest change it could have read
+                    q = Q().where("workflow_id = {}", workflow_id).scope(scope)
+                    newest = await sv.pool.fetchval(
+                        f"SELECT max(last_event_at) FROM workflow_executions{q.sql()}", *q.args)
+                    cursor = _epoch_us(newest) if newest is not None else 0
                 async for msg in _nudges(pubsub, sv.settings.api_live_poll_s):
                     if msg is None:  # quiet: poll the read model
                         rows = await since(cursor) if cursor else []

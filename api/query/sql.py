@@ -63,6 +63,20 @@ class Query:
         return (" WHERE " + " AND ".join(self.conds)) if self.conds else ""
 
 
+def visible_workflow(q: Query, scope: Scope, alias: str = "w") -> None:
+    """A workflow is visible to a tenant that has an execution, a webhook or a schedule of
+    it (the read model keeps no tenant on a workflow; see docs/api.md)."""
+    if scope.tenants is None:
+        return
+    t = q.arg(list(scope.tenants))
+    q.conds.append(
+        f"(EXISTS (SELECT 1 FROM workflow_executions x WHERE x.workflow_id = "
+        f"{alias}.workflow_id AND x.tenant = ANY({t}::text[])) OR EXISTS (SELECT 1 FROM "
+        f"webhook_registrations h WHERE h.workflow_id = {alias}.workflow_id AND h.tenant = "
+        f"ANY({t}::text[])) OR EXISTS (SELECT 1 FROM schedules s WHERE s.workflow_id = "
+        f"{alias}.workflow_id AND s.tenant = ANY({t}::text[])))")
+
+
 def encode_cursor(*values: Any) -> str:
     raw = orjson.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
