@@ -91,6 +91,8 @@ def status(schema: str | None = _SCHEMA) -> None:
                       f"[red]{r.lag}[/]" if r.lag else "0",
                       r.updated_at.isoformat(timespec="seconds") if r.updated_at else "never")
     Console().print(table)
+    if not rows:
+        Console().print("no partitions: the topics do not exist yet (`flowlog topics apply`)")
 
 
 @app.command()
