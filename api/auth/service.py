@@ -240,24 +240,22 @@ class AuthService:
 
     async def _check(self, principal: Principal, claims: dict[str, Any] | None) -> None:
         """Revocation markers and the principal's rate limit, in one round trip."""
-        keys = [f"{self.ns}revoked:key:{principal.subject}"]
+        checks = [f"{self.ns}revoked:key:{principal.subject}"]
         if claims is not None:
-            keys = [f"{self.ns}revoked:fam:{claims.get('fam', '')}",
-                    f"{self.ns}nbf:user:{principal.subject}"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget(keys)
-            values, = await pipe.execute()
-        if claims is None:
-            if values[0]:
+            checks = [f"{self.ns}revoked:fam:{claims.get('fam', '')}",
+                      f"{self.ns}nbf:user:{principal.subject}"]
+        limit = Limit(f"{principal.kind}:{principal.subject}", self.settings.auth_rate_per_s,
+                      self.settings.auth_rate_burst)
+        admission = await self.limiter.admit([limit], checks=checks)
+        if admission.flagged:
+            values = admission.flagged
+            if claims is None:
                 raise Unauthenticated(f"API key {principal.subject} is revoked")
-        else:
             if values[0]:
                 raise Unauthenticated("session revoked: log in again")
             if values[1] and float(values[1]) >= claims["iat"]:
                 raise Unauthenticated("user revoked: tokens issued before are refused")
-        admission = await self.limiter.admit([Limit(
-            f"{principal.kind}:{principal.subject}", self.settings.auth_rate_per_s,
-            self.settings.auth_rate_burst)])
+            admission = await self.limiter.admit([limit])  # a marker older than the token
         if not admission.admitted:
             raise RateLimited(f"{principal.label} is over {self.settings.auth_rate_per_s:g} "
                               "requests/s: slow down", retry_after=admission.retry_after_s)

@@ -48,7 +48,7 @@ def write_definition(folder: Path, workflow_id: str, triggers: list[dict[str, An
     return path
 
 
-async def wait_registered(settings: Settings, paths: set[str], within: float = 30.0) -> None:
+async def wait_registered(settings: Settings, paths: set[str], within: float = 90.0) -> None:
     """Until every path is (or, for an empty set, no path of the prefix is) registered."""
     import psycopg
 
