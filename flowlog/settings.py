@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         30.0, description="How often the processor snapshots a partition's state to "
         "<prefix>processor-snapshots (a restart reads the snapshot plus the tail). 0: never.",
     )
+    fault_processor_pause_before_commit: int = Field(
+        0, description="Fault tests only: the processor stops itself (SIGSTOP) before "
+        "committing its N-th transaction holding execution events, its writes sent (0: never).",
+    )
 
     # --- audit store and replay tooling (projections/audit; docs/audit.md) ---
     audit_snapshot_every: int = Field(

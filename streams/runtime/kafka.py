@@ -110,13 +110,13 @@ async def read_partition(settings: Settings, topic: str, partition: int,
         if end <= begin:
             return
         consumer.seek(tp, begin)
-        next_offset = begin
-        while next_offset < end:
+        # the position, not the last record's offset + 1: transaction markers and aborted
+        # records take offsets that a read_committed consumer never returns
+        while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
             for msg in batch.get(tp, ()):
                 if msg.offset >= end:
                     return
-                next_offset = msg.offset + 1
                 yield msg
     finally:
         await consumer.stop()

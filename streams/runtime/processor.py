@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -170,6 +172,8 @@ class Processor:
         self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
         self._admission: Admission | None = None
         self.consumer = group_consumer(settings, "processor", self.input_topics)
+        self.pause_at = settings.fault_processor_pause_before_commit
+        self._event_txns = 0
 
     @property
     def admission(self) -> Admission:
@@ -349,6 +353,8 @@ class Processor:
                     sends.append(fut)
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
+            if sends and self.pause_at:
+                await self._maybe_pause(sends)
             await producer.commit_transaction()
             if sends:
                 st.events_offset = (await sends[-1]).offset + 1
@@ -360,6 +366,16 @@ class Processor:
         interval = self.settings.processor_snapshot_interval_s
         if interval > 0 and time.monotonic() - part.last_snapshot >= interval:
             await self._snapshot(p, part)
+
+    async def _maybe_pause(self, sends: list[Any]) -> None:
+        """Fault injection: stop this process with its transaction open, writes in the log."""
+        self._event_txns += 1
+        if self._event_txns == self.pause_at:
+            await asyncio.gather(*sends)  # acknowledged: in the log, in the open transaction
+            log.warning("FAULT: stopping (SIGSTOP) before committing transaction %s",
+                        self._event_txns)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            log.warning("FAULT: resumed; committing the transaction opened before the stop")
 
     async def _snapshot(self, p: int, part: _Part) -> None:
         part.last_snapshot = time.monotonic()
