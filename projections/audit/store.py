@@ -14,6 +14,7 @@ in the same transaction).
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,11 +213,19 @@ class AuditStore:
                         f"no audit store in schema {self.schema!r} (table {INDEX_TABLE} is "
                         "missing): start `flowlog worker audit`, which creates it and fills "
                         "it from execution-events")
+                self.app = AuditApplication(env=application_env(settings, self.schema,
+                                                                create_table=False))
             else:
-                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    Identifier(self.schema)))
-        self.app = AuditApplication(env=application_env(settings, self.schema,
-                                                        create_table=not readonly))
+                # CREATE ... IF NOT EXISTS races between processes starting at once (a
+                # unique violation in pg_type): one creator at a time, per schema.
+                key = zlib.crc32(f"flowlog-audit-ddl:{self.schema}".encode())
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                try:
+                    conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        Identifier(self.schema)))
+                    self.app = AuditApplication(env=application_env(settings, self.schema))
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         recorder = self.app.recorder
         assert isinstance(recorder, AuditRecorder)
         self.recorder = recorder

@@ -153,3 +153,25 @@ def test_two_projectors_share_the_partitions_and_one_is_killed(
     assert store.count_events() == total == sum(len(v) for v in log.values())
     for execution_id, events in log.items():
         assert store.events(execution_id) == events, execution_id
+
+
+def test_projectors_starting_at_once_create_the_tables_once(
+        settings: Settings, pg_schema: str) -> None:
+    """CREATE ... IF NOT EXISTS races between processes (a unique violation in pg_type);
+    the store serialises its DDL per schema."""
+    import threading
+
+    errors: list[str] = []
+
+    def open_store() -> None:
+        try:
+            AuditStore(settings, pg_schema).close()
+        except Exception as exc:  # the assertion below shows it
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
