@@ -219,7 +219,6 @@ class _Fold:
         handler(self, x, e)
         x["last_seq"] = e.seq
         x["last_event_at"] = e.occurred_at
-        x["status"] = status_of(x)
         self.out.executions.add(e.execution_id)
         return True
 
@@ -419,6 +418,9 @@ def fold_record(rows: Rows, events: list[ev.ExecutionEvent], coords: Coords,
                 })  # fmt: skip
             else:
                 staged.duplicates += 1
+        x = rows.executions.get(ex_id)
+        if x is not None:  # once per record: status walks every node of the execution
+            x["status"] = status_of(x)
     except Reject:
         if saved_x is None:
             rows.executions.pop(ex_id, None)
@@ -497,9 +499,18 @@ def fold_all(records: Iterable[tuple[list[ev.ExecutionEvent], Coords]]
     return rows, result, rejects
 
 
+class RawJSON(str):
+    """JSON text read from a table and written back unchanged (never parsed: the fold
+    only ever replaces such values, it does not read them)."""
+
+
 def json_text(value: Any) -> str | None:
     """A JSON column's text (canonical: sorted keys), None for SQL NULL."""
-    return None if value is None else canonical_json(value)
+    if value is None:
+        return None
+    if isinstance(value, RawJSON):
+        return value
+    return canonical_json(value)
 
 
 def json_value(text: Any) -> Any:

@@ -34,6 +34,7 @@ from flowlog.projections.fold import (
     NODE_RUN_COLUMNS,
     TRIGGER_COLUMNS,
     FoldResult,
+    RawJSON,
     Reject,
     Row,
     Rows,
@@ -81,9 +82,17 @@ _LOAD_RUNS = (f"SELECT {', '.join('n.' + c for c in NODE_RUN_COLUMNS)} FROM node
               "ON n.execution_id = u.e AND n.node_id = u.nd")
 
 
+#: JSON columns the fold only writes: kept as the table's text, not parsed.
+_PASS_THROUGH = frozenset({"input", "output", "error"})
+
+
 def row_of(record: Iterable[Any], columns: tuple[str, ...]) -> Row:
-    return {c: (json_value(v) if c in JSON_COLUMNS else v) for c, v in zip(columns, record,
-                                                                            strict=True)}
+    out: Row = {}
+    for c, v in zip(columns, record, strict=True):
+        if c in JSON_COLUMNS and v is not None:
+            v = RawJSON(v) if c in _PASS_THROUGH else json_value(v)
+        out[c] = v
+    return out
 
 
 def touched(decoded: list[tuple[Any, list[ev.ExecutionEvent]]]
