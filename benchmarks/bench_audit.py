@@ -192,11 +192,30 @@ def recorded(total: int) -> tuple[list[tuple[str, list[ExecutionEvent]]],
     return histories, defs
 
 
-def changed_switch(d: CompiledDefinition) -> CompiledDefinition:
+def edited(d: CompiledDefinition, node_id: str, change: dict[str, Any]) -> CompiledDefinition:
     raw = copy.deepcopy(d.spec.raw)
-    raw["nodes"]["route"]["cases"] = {"billing": ["file_issue"], "bug": ["refund_check"]}
+    raw["nodes"][node_id].update(change)
     raw["version"] = d.version + 1
     return compile_definition(parse_definition(raw))
+
+
+def changed_switch(d: CompiledDefinition) -> CompiledDefinition:
+    return edited(d, "route", {"cases": {"billing": ["file_issue"], "bug": ["refund_check"]}})
+
+
+# one change per workflow late in the DAG (what a what-if usually asks), and one at its root
+DOWNSTREAM = {
+    "support-triage": ("route", {"cases": {"billing": ["file_issue"], "bug": ["refund_check"]}}),
+    "bench-5node": ("E", {"retry": {"max_attempts": 2}}),
+    "batch-loop": ("accumulate", {"max_iterations": 30}),
+    "fan-out-fan-in": ("report", {"output": {"count": "size(nodes.quotes.output)"}}),
+}
+AT_ROOT = {
+    "support-triage": ("classify", {"retry": {"max_attempts": 4}}),
+    "bench-5node": ("A", {"retry": {"max_attempts": 2}}),
+    "batch-loop": ("enrich", {"max_concurrency": 3}),
+    "fan-out-fan-in": ("start", {"output": '{"symbol": inputs.symbol, "v": 2}'}),
+}
 
 
 def bench_what_if(total: int, runs: int) -> dict[str, Any]:
@@ -205,7 +224,6 @@ def bench_what_if(total: int, runs: int) -> dict[str, Any]:
     by_wf: dict[str, list[tuple[str, list[ExecutionEvent]]]] = {}
     for eid, events in histories:
         by_wf.setdefault(events[0].workflow_id, []).append((eid, events))
-    triage_changed = changed_switch(defs["support-triage"])
     out: dict[str, Any] = {"executions": total, "events": events_total}
     # the floor: today's decide alone on the same recorded inputs (no rebuild, no report)
     steps = [(defs[ev[0].workflow_id], recorded_steps(ev)) for _, ev in histories]
@@ -220,24 +238,27 @@ def bench_what_if(total: int, runs: int) -> dict[str, Any]:
                         evolve(state, e)
         floor.append(total / (time.perf_counter() - t))
     out["decide_only"] = {"executions_per_s": round(statistics.median(floor))}
-    for label in ("unchanged", "changed_switch"):
+    cases = {
+        "changed_downstream": ({w: edited(defs[w], *DOWNSTREAM[w]) for w in defs}, True),
+        "changed_at_root": ({w: edited(defs[w], *AT_ROOT[w]) for w in defs}, True),
+        "unchanged": (defs, True),
+        "changed_downstream_no_prefix_skip": (
+            {w: edited(defs[w], *DOWNSTREAM[w]) for w in defs}, False),
+    }
+    for label, (targets, skip) in cases.items():
         rates = []
+        changed = 0
         for _ in range(runs):
             t = time.perf_counter()
-            done = 0
+            done = changed = 0
             for wf, items in by_wf.items():
-                target = triage_changed if (label == "changed_switch" and
-                                            wf == "support-triage") else defs[wf]
-                summary = replay.what_if_many(items, target, lambda w, v: defs[w])
-                assert summary.failed == 0, summary.errors[:3]
-                if label == "unchanged":
-                    assert summary.changed == 0 or wf == "fan-out-fan-in", (wf, summary)
-                else:
-                    assert wf != "support-triage" or summary.outcome_changed == len(items)
-                done += summary.total
+                for _eid, events in items:
+                    report = replay.what_if(events, targets[wf], defs[wf], skip_unchanged=skip)
+                    changed += report.changed
+                    done += 1
             rates.append(done / (time.perf_counter() - t))
         out[label] = {"executions_per_s": round(statistics.median(rates)),
-                      "runs": [round(r) for r in rates]}
+                      "runs": [round(r) for r in rates], "changed": changed}
     return out
 
 
@@ -282,7 +303,7 @@ def main() -> None:
         "audit_at_ms": 50,
         "audit_at_met": figures["audit_at"]["with_snapshots"]["median_ms"] <= 50,
         "what_if_per_s": 2000,
-        "what_if_met": figures["what_if"]["changed_switch"]["executions_per_s"] >= 2000,
+        "what_if_met": figures["what_if"]["changed_downstream"]["executions_per_s"] >= 2000,
     }
     print(f"goals: {figures['goals']}")
     print(f"wrote {write_results('audit', figures)}")

@@ -125,6 +125,21 @@ def _shape(e: ev.ExecutionEvent) -> dict[str, Any]:
     return d
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _same(x: ev.ExecutionEvent, y: ev.ExecutionEvent) -> bool:
+    """The same event but for the envelope (ids, version, time): compared field by field."""
+    cls = type(x)
+    if cls is not type(y):
+        return False
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)
+                                     if f.name not in _ENVELOPE)
+    return all(getattr(x, n) == getattr(y, n) for n in names)
+
+
 def _outcome(state: ExecutionState) -> dict[str, Any]:
     # an error compares by type and message (the wire may add or default other fields)
     error = state.error
@@ -181,8 +196,96 @@ class _Sim:
                 break
 
 
+_FINISHING = (ev.NodeSucceeded, ev.NodeFailed, ev.NodeSkipped, ev.BranchDecided,
+              ev.LoopIterationCompleted, ev.NodeDeadLettered, ev.IncidentResolved)
+_TERMINAL = (ev.ExecutionSucceeded, ev.ExecutionFailed)
+
+
+def _reads_execution(d: CompiledDefinition) -> bool:
+    def exprs(cnode: Any) -> Iterable[Any]:
+        yield from (e for _, e in cnode.inputs)
+        yield from cnode.exprs.values()
+        if cnode.body is not None:
+            yield from exprs(cnode.body)
+
+    found = any("execution" in e.variables for c in d.nodes.values() for e in exprs(c))
+    return found or any("execution" in e.variables for _, e in d.outputs)
+
+
+_Delta = tuple[frozenset[str], frozenset[str], bool]
+_DELTAS: dict[tuple[int, int], tuple[CompiledDefinition, CompiledDefinition, _Delta | None]] = {}
+
+
+def _delta(old: CompiledDefinition, new: CompiledDefinition) -> _Delta | None:
+    """(nodes whose spec changed, nodes whose finishing matters, outputs changed); None
+    when no decision is certain to stay the same. Memoised per pair (a batch asks often)."""
+    key = (id(old), id(new))
+    hit = _DELTAS.get(key)
+    if hit is not None and hit[0] is old and hit[1] is new:
+        return hit[2]
+    result: _Delta | None = None
+    if not (old.roots != new.roots or old.spec.inputs != new.spec.inputs
+            or old.timeout_ms != new.timeout_ms or old.max_executions != new.max_executions
+            or _reads_execution(old) or _reads_execution(new)):
+        changed: set[str] = set()
+        finishing: set[str] = set()
+        for node_id in old.nodes.keys() | new.nodes.keys():
+            a, b = old.nodes.get(node_id), new.nodes.get(node_id)
+            if a is None or b is None or a.spec != b.spec:
+                changed.add(node_id)
+                for c in (a, b):
+                    if c is not None:
+                        finishing.update(c.spec.needs)
+            elif a.dependents != b.dependents:
+                finishing.add(node_id)
+        outputs_changed = [(k, e.source) for k, e in old.outputs] != \
+            [(k, e.source) for k, e in new.outputs]
+        result = (frozenset(changed), frozenset(finishing), outputs_changed)
+    if len(_DELTAS) > 64:
+        _DELTAS.clear()
+    _DELTAS[key] = (old, new, result)  # the definitions are kept: their ids stay theirs
+    return result
+
+
+def unchanged_prefix(steps: Sequence[Step], old: CompiledDefinition | None,
+                     new: CompiledDefinition) -> int:
+    """How many recorded decisions the new definition is certain to decide the same way, so
+    a what-if may apply them as recorded instead of deciding them again.
+
+    A decision consults the definition only for the nodes it starts, advances or finishes
+    (their specs), for the dependents of the nodes it finishes (their `needs`), and for the
+    outputs when the execution ends. So the prefix ends at the first decision that mentions
+    a node whose spec changed, finishes a node whose dependents changed or that a changed
+    node needs, or ends the execution when the outputs changed; at once when the roots,
+    inputs, timeout or flow control changed, or when an expression reads `execution` (the
+    version differs). Commands, outside events and ignored inputs end it too (they consult
+    more of the definition)."""
+    if old is None or old.workflow_id != new.workflow_id or not steps:
+        return 0
+    first = steps[0].events[0]
+    if (first.workflow_id, first.workflow_version) != (old.workflow_id, old.version):
+        return 0  # not the definition the recording ran with
+    delta = _delta(old, new)
+    if delta is None:
+        return 0
+    changed, finishing, outputs_changed = delta
+    for index, step in enumerate(steps):
+        if step.kind not in ("trigger", "result", "timer"):
+            return index
+        for e in step.events:
+            node_id = getattr(e, "node_id", None)
+            if node_id is not None:
+                base = node_id.split("[", 1)[0]
+                if base in changed or (base in finishing and isinstance(e, _FINISHING)):
+                    return index
+            if outputs_changed and isinstance(e, _TERMINAL):
+                return index
+    return len(steps)
+
+
 def what_if(events: Events, definition: CompiledDefinition,
-            recorded_definition: CompiledDefinition | None = None) -> WhatIf:
+            recorded_definition: CompiledDefinition | None = None, *,
+            skip_unchanged: bool = True) -> WhatIf:
     """Feed the recorded trigger, node results, timers, commands and outside events through
     `definition`. A recorded node result is used only when the new run schedules the same
     node attempt with the same input; a task the recording cannot answer is listed in
@@ -192,7 +295,17 @@ def what_if(events: Events, definition: CompiledDefinition,
     recorded_inputs = {(e.node_id, e.attempt): e.input for e in events
                        if isinstance(e, ev.NodeScheduled)}
     sim = _Sim(definition, decide)
-    for step in steps:
+    start = unchanged_prefix(steps, recorded_definition, definition) if skip_unchanged else 0
+    for step in steps[:start]:  # decided as recorded, certainly: applied, not re-decided
+        for e in step.events:
+            evolve(sim.state, e)
+            sim.events.append(e)
+            if isinstance(e, ev.NodeScheduled):
+                sim.inputs[(e.node_id, e.attempt)] = e.input
+        sim.now = step.at
+    if start:
+        sim.state.workflow_version = definition.version
+    for step in steps[start:]:
         s = sim.state
         i = step.input
         if i is None:
@@ -258,7 +371,8 @@ def _report(events: Events, recorded: ExecutionState, sim: _Sim,
     for index in range(max(len(was_events), len(now_events))):
         x = was_events[index] if index < len(was_events) else None
         y = now_events[index] if index < len(now_events) else None
-        if x is not None and y is not None and (x == y or _shape(x) == _shape(y)):
+        if x is not None and y is not None and (x is y or _same(x, y)
+                                                or _shape(x) == _shape(y)):
             continue
         report.first_divergence = {
             "recorded_seq": x.seq if x is not None else None,

@@ -188,3 +188,60 @@ def test_batch_what_if_summarises() -> None:
 
 def test_examples_used_are_the_repository_ones() -> None:
     assert example("support-triage").workflow_id == "support-triage"
+
+
+# --- the unchanged prefix is applied, not re-decided: same report as deciding everything ----
+
+def _mutations(d: CompiledDefinition) -> list[tuple[str, CompiledDefinition]]:
+    from flowlog.aggregates.errors import DefinitionInvalid
+
+    out = []
+
+    def add(label: str, change: Any) -> None:
+        raw = copy.deepcopy(d.spec.raw)
+        change(raw)
+        raw["version"] = d.version + 1
+        try:
+            out.append((label, compile_definition(parse_definition(raw))))
+        except (DefinitionInvalid, ValueError):
+            pass
+
+    for node_id, node in d.spec.raw["nodes"].items():
+        add(f"{node_id}: retry", lambda r, n=node_id: r["nodes"][n].update(
+            retry={"max_attempts": 5, "initial_delay": "3s"}))
+        if node.get("input"):
+            add(f"{node_id}: input", lambda r, n=node_id: r["nodes"][n].update(
+                input={k: '"changed"' for k in r["nodes"][n]["input"]}))
+        add(f"{node_id}: new dependent", lambda r, n=node_id: r["nodes"].update(
+            extra={"type": "transform", "needs": [n], "output": '"extra"'}))
+        if node.get("type") == "condition" and "if" in node:
+            add(f"{node_id}: negated", lambda r, n=node_id: r["nodes"][n].update(
+                {"if": f"!({r['nodes'][n]['if']})"}))
+    add("outputs", lambda r: r.update(outputs={"z": '"constant"'}))
+    add("unchanged", lambda r: None)
+    return out
+
+
+@pytest.mark.parametrize("h", [h for h in REPLAYABLE if h.name not in NONDETERMINISTIC],
+                         ids=[i for i in REPLAYABLE_IDS if i not in NONDETERMINISTIC])
+def test_skipping_the_unchanged_prefix_gives_the_same_report(h: History) -> None:
+    mutations = _mutations(h.definition)
+    assert len(mutations) >= 3
+    for label, changed in mutations:
+        fast = replay.what_if(h.events, changed, h.definition)
+        full = replay.what_if(h.events, changed, h.definition, skip_unchanged=False)
+        a, b = fast.to_dict(), full.to_dict()
+        assert a == b, label
+
+
+def test_the_prefix_ends_where_the_change_first_matters() -> None:
+    h = history("scenario:support_triage_billing")
+    steps = recorded_steps(h.events, h.definition)
+    assert replay.unchanged_prefix(steps, h.definition, h.definition) == len(steps)
+    changed = _edited(h.definition, route={"cases": {"billing": ["file_issue"]}})
+    # route needs classify: the decision that finishes classify is the first to differ
+    k = replay.unchanged_prefix(steps, h.definition, changed)
+    assert [e.event_type for e in steps[k].events][-1] != "" and \
+        any(getattr(e, "node_id", None) == "classify" and e.event_type == "NodeSucceeded"
+            for e in steps[k].events)
+    assert replay.unchanged_prefix(steps, None, changed) == 0
