@@ -164,6 +164,7 @@ def main() -> None:
     figures["faust_median"] = median(figures["faust"])
     print(f"event router, {args.n:,} records, 1 % matching: raw {figures['raw_median']:,.0f}/s,"
           f" faust {figures['faust_median']:,.0f}/s (median of {args.runs})")
+    figures["load_average_1m_at_end"] = round(__import__("os").getloadavg()[0], 2)
     print(write_results("event-router", figures))
 
 

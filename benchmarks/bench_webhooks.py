@@ -222,6 +222,7 @@ def main() -> None:
           f"{', engine running' if args.engine else ''})")
     name = ("gateway-execute" if args.target == "gateway" else "webhooks") + (
         "-engine" if args.engine else "")
+    figures["load_average_1m_at_end"] = round(__import__("os").getloadavg()[0], 2)
     print(write_results(name, figures))
 
 
