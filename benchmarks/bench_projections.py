@@ -20,7 +20,8 @@ Needs the local services (`make up`). Method:
 * lag: the engine benchmark's step (benchmarks/_engine_harness.py: one orchestrator, one
   timers and one executor process, the 5-node DAG) at ``--rate`` (default half the
   highest sustainable rate in benchmarks/results/engine.json), with one more process,
-  `flowlog worker projector` (both projectors). A sampler reads the readmodel projector's
+  `flowlog worker projector` (the readmodel projector; `--projectors` to add analytics
+  to the same process). A sampler reads the readmodel projector's
   stored offsets every 5 ms; a record's projection lag is the first sample at which its
   offset is stored minus its Kafka timestamp (the orchestrator's append; one clock).
   Figures: lag p50/p99/max over the window's records, beside the engine's own latency
@@ -219,7 +220,7 @@ class LagProbe:
         return out
 
 
-def lag_under_engine(rate: float, duration: float) -> dict[str, Any]:
+def lag_under_engine(rate: float, duration: float, projectors: str) -> dict[str, Any]:
     import _engine_harness as h
 
     schema = f"benchlag_{uuid.uuid4().hex[:8]}"
@@ -235,6 +236,7 @@ def lag_under_engine(rate: float, duration: float) -> dict[str, Any]:
         probe.start()
         return original(target, settings, layout, logdir,
                         {**env_extra, "FLOWLOG_PG_SCHEMA": schema,
+                         "FLOWLOG_PROJECTORS": projectors,
                          "FLOWLOG_PROJECTOR_LIVE_STATUS": "true"})
 
     class WithProjector(h.Layout):  # type: ignore[misc,name-defined]
@@ -253,10 +255,10 @@ def lag_under_engine(rate: float, duration: float) -> dict[str, Any]:
         _drop(Settings(), schema)
     h.show_step(step)
     probe = probes[0]
-    window = [t for t, s in probe.stored]  # noqa: F841
     lags = sorted(x * 1000 for x in probe.lags(began + step.startup_s,
                                                began + step.startup_s + duration))
     fig = {"rate": rate, "duration_s": duration, "records": len(lags),
+           "projector_process_runs": json.loads(projectors),
            "lag_ms": {"p50": round(h.pct(lags, 0.5), 1), "p99": round(h.pct(lags, 0.99), 1),
                       "max": round(max(lags, default=float("nan")), 1)},
            "engine": step.summary()}
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rate", type=float, help="engine rate for the lag run (default: half "
                     "the highest sustainable rate in results/engine.json)")
     ap.add_argument("--duration", type=float, default=20.0, help="lag window (s)")
+    ap.add_argument("--projectors", default='["readmodel"]',
+                    help="FLOWLOG_PROJECTORS of the projector process in the lag run (the lag "
+                    "measured is the readmodel's)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     figures: dict[str, Any] = {}
@@ -290,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         if rate is None:
             engine = json.loads((RESULTS / "engine.json").read_text())
             rate = engine["figures"]["max_sustainable_per_s"] / 2
-        figures.setdefault("lag_runs", []).append(lag_under_engine(rate, args.duration))
+        figures.setdefault("lag_runs", []).append(
+            lag_under_engine(rate, args.duration, args.projectors))
         figures["lag"] = figures["lag_runs"][-1]
     figures["load_after"] = list(os.getloadavg())
     if not args.no_write:

@@ -162,14 +162,19 @@ _STARTS = (ev.ExecutionStarted, ev.ExecutionQueued, ev.ExecutionRejected)
 class _Fold:
     """Applies events to `Rows`, recording what changed in a `FoldResult`."""
 
-    def __init__(self, rows: Rows, result: FoldResult) -> None:
+    def __init__(self, rows: Rows, result: FoldResult,
+                 saved: dict[NodeKey, Row | None] | None = None) -> None:
         self.rows = rows
         self.out = result
+        #: node runs as they were before this record touched them (to undo a reject)
+        self.saved: dict[NodeKey, Row | None] = saved if saved is not None else {}
 
     # --- node runs -------------------------------------------------------------------
     def _run(self, x: Row, e: ev.ExecutionEvent, node_id: str, attempt: int) -> Row:
         key = (x["execution_id"], node_id, attempt)
         run = self.rows.node_runs.get(key)
+        if key not in self.saved:
+            self.saved[key] = dict(run) if run is not None else None
         if run is None:
             run = self.rows.node_runs[key] = _new_run(x, e, node_id, attempt)
             x["node_runs"] += 1
@@ -402,7 +407,7 @@ def fold_record(rows: Rows, events: list[ev.ExecutionEvent], coords: Coords,
     saved_x = _copy_row(before_x) if before_x is not None else None
     saved_runs: dict[NodeKey, Row | None] = {}
     staged = FoldResult()
-    fold = _Fold(_Tracking(rows, saved_runs), staged)
+    fold = _Fold(rows, staged, saved_runs)
     try:
         for e in events:
             if e.execution_id != ex_id:
@@ -447,41 +452,6 @@ def _copy_row(row: Row) -> Row:
         if k in out and isinstance(out[k], dict):
             out[k] = {n: list(v) if isinstance(v, list) else v for n, v in out[k].items()}
     return out
-
-
-class _Tracking(Rows):
-    """`Rows` that saves a copy of every node run before the fold first touches it, so a
-    rejected record can be undone (the execution row is saved by the caller)."""
-
-    def __init__(self, rows: Rows, saved: dict[NodeKey, Row | None]) -> None:
-        super().__init__(rows.executions, _SavingDict(rows.node_runs, saved))
-
-
-class _SavingDict(dict[NodeKey, Row]):
-    def __init__(self, target: dict[NodeKey, Row], saved: dict[NodeKey, Row | None]) -> None:
-        super().__init__()
-        self.target = target
-        self.saved = saved
-
-    def _save(self, key: NodeKey) -> None:
-        if key not in self.saved:
-            old = self.target.get(key)
-            self.saved[key] = dict(old) if old is not None else None
-
-    def get(self, key: NodeKey, default: Any = None) -> Any:
-        self._save(key)
-        return self.target.get(key, default)
-
-    def __getitem__(self, key: NodeKey) -> Row:
-        self._save(key)
-        return self.target[key]
-
-    def __setitem__(self, key: NodeKey, value: Row) -> None:
-        self._save(key)
-        self.target[key] = value
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.target
 
 
 def fold_all(records: Iterable[tuple[list[ev.ExecutionEvent], Coords]]

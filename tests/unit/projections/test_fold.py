@@ -84,3 +84,16 @@ def test_unknown_execution_and_gap_are_rejected_all_or_nothing() -> None:
     with pytest.raises(Reject, match="never scheduled"):
         fold_record(rows, [bad], Coords("t", 0, 4), FoldResult())
     assert rows == before
+
+
+def test_a_rejected_record_undoes_its_node_run_changes() -> None:
+    events = _events(HISTORIES / "support_triage_billing.json")
+    rows = Rows()
+    fold_record(rows, events[:3], Coords("t", 0, 1), FoldResult())  # seq 1..3
+    before = copy.deepcopy(rows)
+    # seq 4 (a model call: tokens on classify's run), then seq 7: a gap
+    with pytest.raises(Reject, match="missing"):
+        fold_record(rows, [events[3], events[6]], Coords("t", 0, 2), FoldResult())
+    assert rows == before
+    fold_record(rows, events[3:], Coords("t", 0, 3), FoldResult())
+    assert rows.executions["triage-1"]["status"] == "succeeded"
