@@ -297,13 +297,28 @@ class ReadModelProjector(Projector):
             await conn.execute(SAVE_REJECTS_PG, self.name, *[list(c) for c in cols])
 
 
+#: Tables whose rows the fold emits only once (an event, a trigger: the seq guard under
+#: the partition's offset lock): COPYed straight in, inside a savepoint; should a row be
+#: there already after all, the savepoint is rolled back and the staged merge used.
+INSERT_ONLY = frozenset({"execution_events", "triggers"})
+
+
 async def write_rows(conn: asyncpg.Connection, table: str, rows: list[Row]) -> None:
     """COPY ``rows`` into the table's stage, then merge (upsert, seq-guarded)."""
     if not rows:
         return
     columns = TABLES[table]
+    records = [to_tuple(r, columns) for r in rows]
+    if table in INSERT_ONLY:
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.copy_records_to_table(table, columns=list(columns),
+                                                 records=records)
+            return
+        except asyncpg.UniqueViolationError:
+            log.info("%s: rows already present; merging instead", table)
     await conn.copy_records_to_table(stage_name(table), columns=list(columns),
-                                     records=[to_tuple(r, columns) for r in rows])
+                                     records=records)
     await conn.execute(merge_sql(table, columns))
 
 
