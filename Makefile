@@ -4,7 +4,7 @@ STAMP  := .cache/install.stamp
 SVC    := $(PYTHON) -m flowlog.infra.services.manager
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status test test-unit test-integration lint run stop bench clean promtool compose-schema
+.PHONY: help install up down status test test-unit test-integration lint run stop bench clean promtool compose-schema dashboard browser
 
 help:
 	@echo "make run     - the whole system: services, every flowlog process, a demo (see README)"
@@ -58,7 +58,23 @@ $(COMPOSE_SCHEMA):
 
 compose-schema: $(COMPOSE_SCHEMA)
 
-test: up lint promtool compose-schema
+# the dashboard (api/dashboard: Vite + Chart.js) built into api/query/static, which the
+# query API serves at /dashboard/; rebuilt whenever a source or the lockfile changes. Not
+# committed: a fresh clone builds it from package-lock.json (npm ci).
+DASHBOARD_SRC := $(wildcard api/dashboard/src/*) api/dashboard/index.html \
+  api/dashboard/vite.config.js api/dashboard/package.json api/dashboard/package-lock.json
+api/query/static/index.html: $(DASHBOARD_SRC)
+	cd api/dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	@touch $@
+
+dashboard: api/query/static/index.html
+
+# Debian's chromium for the dashboard's browser test (Playwright drives it; no download)
+browser:
+	@command -v chromium >/dev/null || $(PYTHON) -c \
+	  'from flowlog.infra.services.base import apt_install; apt_install(["chromium"])'
+
+test: up lint promtool compose-schema dashboard browser
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -66,7 +82,7 @@ test-unit: install
 
 # the whole system as one supervisor of OS processes (infra/supervisor.py); Ctrl-C or
 # `make stop` (from another shell) ends everything it started
-run: up promtool
+run: up promtool dashboard
 	$(PYTHON) -m flowlog.cli run $(RUN_ARGS)
 
 stop: install
