@@ -50,3 +50,22 @@ async def test_wait_for_result_and_idempotent_deliveries(
     assert sum(t["execution_id"] == ids[0] for t in await read_topic(settings)) == 1
     assert (await tools.collect(settings, result["execution_id"]))[-1]["event_type"] == \
         "ExecutionSucceeded"
+
+
+async def test_wait_gives_up_with_202_running(
+        engine: Engine, pg_schema: str, redis_url: str, tmp_path: Path, unique_id: str
+) -> None:
+    settings = engine.settings.model_copy(update={"pg_schema": pg_schema})
+    migrate(settings, pg_schema)
+    path = f"t{unique_id}/slow"
+    definition = write_definition(
+        tmp_path, f"hook-slow-{unique_id}",
+        [{"type": "webhook", "path": path, "secret": "${secret:HOOK}"}],
+        nodes={"pause": {"type": "delay", "duration": "60s"}})
+    async with gateway_stack(settings, definition, {path}, wait_results=True) as (server, _):
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            body = b"{}"
+            r = await client.post(f"/hooks/{path}", content=body,
+                                  headers={**signed(body), "Prefer": "wait=1"})
+    assert r.status_code == 202 and r.json()["status"] == "running", r.text
+    assert r.json()["waited_s"] == 1.0
