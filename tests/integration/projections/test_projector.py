@@ -19,7 +19,9 @@ from flowlog.projections.runner import ProjectorRunner
 from flowlog.projections.worker import make_projector
 from flowlog.schemas.events import WorkflowActivated, WorkflowDefined, WorkflowUpdated
 from flowlog.schemas.sdk import EventProducer
+from prometheus_client import REGISTRY
 
+from flowlog.observability.lag import LAG
 from flowlog.settings import Settings
 from tests.integration.projections.support import Log, executions, fetch, setup, wait_caught_up
 
@@ -135,6 +137,16 @@ async def test_live_status_on_redis(proj_settings: Settings) -> None:
             old = final.get(data["execution_id"])
             assert old is None or data["id"] > old["id"]  # ids only grow (SSE Last-Event-ID)
             final[data["execution_id"]] = data
+        # the lag gauges the worker's /metrics serves: records behind per partition
+        # (the process's sampler), seconds behind per projection (set at each commit)
+        await LAG.sample()
+        topic = f"{s.topic_prefix}execution-events"
+        behind = [REGISTRY.get_sample_value("flowlog_consumer_lag", {
+            "group": "projector-readmodel", "topic": topic, "partition": str(p)})
+            for p in range(3)]
+        assert None not in behind, behind
+    assert REGISTRY.get_sample_value("flowlog_projection_lag_seconds",
+                                     {"projection": "readmodel"}) is not None
     rows = await fetch(s, s.pg_schema, "SELECT execution_id, status, last_seq "
                        "FROM workflow_executions")
     assert {r["execution_id"]: (r["status"], r["last_seq"]) for r in rows} == \
