@@ -265,6 +265,7 @@ async def rebuild(settings: Settings, name: str, schema: str | None = None,
             if await _exists(conn, t):
                 await conn.execute(f'CREATE TABLE "{shadow}".{t} (LIKE "{live}".{t} '
                                    "INCLUDING ALL)")
+                await _same_index_names(conn, live, shadow, t)
     finally:
         await conn.close()
 
@@ -340,6 +341,28 @@ async def _mark_all_dirty(conn: asyncpg.Connection) -> None:
         "date_bin('1 minute', created_at, timestamptz '2000-01-01 00:00:00+00') "
         "FROM node_run_facts UNION SELECT date_bin('1 minute', occurred_at, "
         "timestamptz '2000-01-01 00:00:00+00') FROM llm_call_facts ON CONFLICT DO NOTHING")
+
+
+_INDEXES = ("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND "
+            "tablename = $2")
+
+
+async def _same_index_names(conn: asyncpg.Connection, live: str, shadow: str,
+                            table: str) -> None:
+    """Give the shadow's indexes the live ones' names (LIKE makes new names), so that after
+    the swap other areas' migrations still find their indexes (e.g. the query API's) by
+    name. Indexes are matched by their definition without the name and schema."""
+    def shape(name: str, definition: str, schema: str) -> str:
+        return definition.replace(f" {name} ON ", " ON ", 1).replace(
+            f'"{schema}".', "").replace(f"{schema}.", "")
+
+    want = {shape(r["indexname"], r["indexdef"], live): r["indexname"]
+            for r in await conn.fetch(_INDEXES, live, table)}
+    for r in await conn.fetch(_INDEXES, shadow, table):
+        target = want.get(shape(r["indexname"], r["indexdef"], shadow))
+        if target is not None and target != r["indexname"]:
+            await conn.execute(f'ALTER INDEX "{shadow}"."{r["indexname"]}" '
+                               f'RENAME TO "{target}"')
 
 
 async def _exists(conn: asyncpg.Connection, table: str) -> bool:

@@ -54,6 +54,9 @@ async def test_rebuild_swaps_while_readers_read(proj_settings: Settings) -> None
         stop_rollups.set()
         await rollups
         before = await _snapshot(s)
+        index_sql = ("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE "
+                     "schemaname = $1 ORDER BY 1, 2")
+        indexes = await fetch(s, s.pg_schema, index_sql, s.pg_schema)
         full = {name: (await fetch(s, s.pg_schema, sql))[0][0] for name, sql in READ.items()}
         assert all(full.values()), full
         other = await fetch(s, s.pg_schema, "SELECT to_regclass('webhook_registrations')::oid "
@@ -92,6 +95,8 @@ async def test_rebuild_swaps_while_readers_read(proj_settings: Settings) -> None
     assert seen == {name: {full[name]} for name in READ}, (seen, full)
     after = await _snapshot(s)
     assert after == before
+    # same index names and definitions (other areas' migrations name them, e.g. the API's)
+    assert await fetch(s, s.pg_schema, index_sql, s.pg_schema) == indexes
     assert await fetch(s, s.pg_schema, "SELECT to_regclass('webhook_registrations')::oid AS t, "
                        "to_regclass('auth_users')::oid AS u") == other
     assert other[0]["t"] is not None
