@@ -259,6 +259,7 @@ async def rebuild(settings: Settings, name: str, schema: str | None = None,
             raise RebuildError("analytics here uses TimescaleDB continuous aggregates; "
                                "rebuild them with refresh_continuous_aggregate instead")
         tables = swapped_tables(name)
+        await _refuse_dependents(conn, tables)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
         await conn.execute(f'CREATE SCHEMA "{shadow}"')
         for t in (*tables, "projection_offsets", "projection_rejects", "rollup_dirty"):
@@ -341,6 +342,29 @@ async def _mark_all_dirty(conn: asyncpg.Connection) -> None:
         "date_bin('1 minute', created_at, timestamptz '2000-01-01 00:00:00+00') "
         "FROM node_run_facts UNION SELECT date_bin('1 minute', occurred_at, "
         "timestamptz '2000-01-01 00:00:00+00') FROM llm_call_facts ON CONFLICT DO NOTHING")
+
+
+_DEPENDENTS = """
+SELECT DISTINCT v.relname AS name, 'view' AS kind FROM pg_depend d
+  JOIN pg_rewrite r ON d.objid = r.oid JOIN pg_class v ON r.ev_class = v.oid
+  WHERE d.refobjid = $1::regclass AND v.oid <> $1::regclass
+UNION
+SELECT conname, 'foreign key of ' || conrelid::regclass::text FROM pg_constraint
+  WHERE confrelid = $1::regclass AND contype = 'f'
+"""
+
+
+async def _refuse_dependents(conn: asyncpg.Connection, tables: tuple[str, ...]) -> None:
+    """A view or foreign key on a projection table would move with it to the scratch
+    schema and be dropped: refuse, naming them, before doing anything."""
+    found = []
+    for t in tables:
+        if await _exists(conn, t):
+            found += [f"{r['kind']} {r['name']} on {t}" for r in await conn.fetch(_DEPENDENTS, t)]
+    if found:
+        raise RebuildError(f"{', '.join(found)} depend on the tables a rebuild swaps; a swap "
+                           "would drop them. Drop them (and recreate after) or point them "
+                           "elsewhere; nothing was changed.")
 
 
 _INDEXES = ("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND "

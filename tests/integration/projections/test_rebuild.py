@@ -150,3 +150,15 @@ async def test_rebuild_from_a_time(proj_settings: Settings) -> None:  # noqa: F8
     rejects = await fetch(s, s.pg_schema, "SELECT reason FROM projection_rejects")
     assert len(rejects) == sum(len(x) - 1 for x in early)
     assert all("unknown execution early-" in r["reason"] for r in rejects)
+
+
+async def test_rebuild_refuses_when_a_view_depends_on_a_swapped_table(
+        proj_settings: Settings) -> None:  # noqa: F811
+    from flowlog.projections.ops import RebuildError
+
+    s = proj_settings
+    await fetch(s, s.pg_schema, "CREATE VIEW someone_elses AS SELECT execution_id FROM "
+                "workflow_executions")
+    with pytest.raises(RebuildError, match="view someone_elses on workflow_executions"):
+        await rebuild(s, "readmodel")
+    assert (await fetch(s, s.pg_schema, "SELECT to_regclass('someone_elses') AS v"))[0]["v"]
