@@ -1,0 +1,301 @@
+"""Query API benchmark (issue 12): execution detail and execution list latency at a fixed
+request rate on loopback, optionally while the engine benchmark runs at half its highest
+rate.
+
+    python benchmarks/bench_api.py                          # 300 req/s, 20 s, API alone
+    python benchmarks/bench_api.py --engine                 # beside the engine at half rate
+    python benchmarks/bench_api.py --rate 300 --duration 30 --executions 100000
+
+Needs the local services (`make up`). Method: a fresh schema holds ``--executions``
+executions (one recorded history folded by the projections' own fold, its rows copied under
+new ids, tenants, workflows, statuses and times, written with the read-model projector's
+`write_rows`); the first ``--detailed`` of them also have their node runs and events index,
+and the detail requests pick among those. The API runs as its own process (`flowlog worker
+api`) on a free port. The load is open-loop: request i is due at t0 + i/rate whatever the
+answers do, half detail (`GET /api/executions/{id}`) and half list (`GET /api/executions`
+with limit 50: no filter, a status filter, a workflow filter, in turn), each with an API
+key of one tenant (every query scoped in SQL as usual). Latency is measured from the due
+time (a late send counts against the API: no coordinated omission); the time from the
+actual send is reported beside it.
+
+The machine has 2 cores shared with other work (`load_before`); the load generator itself
+takes part of one. Writes benchmarks/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import median, write_results
+from flowlog.aggregates.execution.events import event_from_dict
+from flowlog.api.auth.bootstrap import auth_service
+from flowlog.projections.fold import Coords, FoldResult, Rows, fold_record
+from flowlog.projections.migrate import migrate
+from flowlog.projections.readmodel import ReadModelProjector, write_rows
+from rich.console import Console
+from rich.progress import Progress
+
+from flowlog.settings import REPO_ROOT, Settings
+
+console = Console(highlight=False)
+HISTORY = REPO_ROOT / "tests" / "fixtures" / "histories" / "support_triage_billing.json"
+TENANTS = 50
+STATUSES = ["succeeded"] * 6 + ["failed", "running", "waiting", "cancelled"]
+SOURCES = ["webhook", "schedule", "manual", "event"]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def load(settings: Settings, schema: str, n: int, detailed: int) -> None:
+    doc = json.loads(HISTORY.read_text())
+    events = [event_from_dict(e) for e in doc["events"]]
+    rows, result = Rows(), FoldResult()
+    decisions: list[list[Any]] = []
+    for e in events:
+        if decisions and decisions[-1][-1].causation_id == e.causation_id:
+            decisions[-1].append(e)
+        else:
+            decisions.append([e])
+    for d in decisions:
+        fold_record(rows, d, Coords("bench", 0, 0), result)
+    base = next(iter(rows.executions.values()))
+    runs = list(rows.node_runs.values())
+    index = result.events
+    rm = ReadModelProjector(settings, schema)
+    await rm.connect()
+    conn = rm.conn
+    assert conn is not None
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("writing executions", total=n)
+        for k in range(0, n, 10_000):
+            xs, nrs, evs = [], [], []
+            for i in range(k, min(n, k + 10_000)):
+                eid = f"x{i:07d}"
+                created = base["created_at"] + timedelta(seconds=i)
+                tenant = f"t{i % TENANTS}"
+                xs.append(dict(base, execution_id=eid, tenant=tenant,
+                               workflow_id=f"wf{i % 20}", status=STATUSES[i % len(STATUSES)],
+                               trigger_source=SOURCES[i % 4], created_at=created,
+                               last_event_at=created + timedelta(seconds=7)))
+                if i < detailed:
+                    nrs += [dict(r, execution_id=eid, tenant=tenant) for r in runs]
+                    evs += [dict(e, execution_id=eid) for e in index]
+            async with conn.transaction():
+                await write_rows(conn, "workflow_executions", xs)
+                await write_rows(conn, "node_runs", nrs)
+                await write_rows(conn, "execution_events", evs)
+            progress.advance(task, len(xs))
+    await conn.execute("ANALYZE")
+    await rm.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(settings: Settings, schema: str, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "FLOWLOG_PG_SCHEMA": schema, "FLOWLOG_API_PORT": str(port),
+           "FLOWLOG_AUTH_RATE_PER_S": "1000000", "FLOWLOG_AUTH_RATE_BURST": "1000000",
+           "FLOWLOG_TOPIC_PREFIX": settings.topic_prefix}
+    proc = subprocess.Popen([sys.executable, "-m", "flowlog.cli", "worker", "api"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API process ended: {proc.stderr.read().decode()[-2000:]}"
+                               if proc.stderr else "the API process ended")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the API did not become ready in 60 s")
+
+
+async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration: float
+                ) -> dict[str, dict[str, list[Any]]]:
+    out: dict[str, dict[str, list[Any]]] = {
+        k: {"due": [], "sent": [], "errors": []} for k in ("detail", "list")}
+    lists = [{"limit": 50}, {"limit": 50, "status": "failed"}, {"limit": 50, "workflow": "wf7"}]
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    rnd = random.Random(7)
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, limits=limits,
+                                 timeout=httpx.Timeout(30, pool=None)) as client:
+        for _ in range(20):  # warm the connections and the pool
+            await client.get("/api/executions", params={"limit": 50})
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+        total = int(rate * duration)
+        tasks = []
+
+        async def one(i: int, due: float) -> None:
+            kind = "detail" if i % 2 == 0 else "list"
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = loop.time()
+            try:
+                if kind == "detail":
+                    r = await client.get(f"/api/executions/{rnd.choice(tenant_ids)}")
+                else:
+                    r = await client.get("/api/executions", params=lists[(i // 2) % 3])
+            except httpx.HTTPError as exc:
+                out[kind]["errors"].append(type(exc).__name__)
+                return
+            end = loop.time()
+            if r.status_code != 200:
+                out[kind]["errors"].append(r.status_code)
+                return
+            out[kind]["due"].append((end - due) * 1000)
+            out[kind]["sent"].append((end - sent) * 1000)
+
+        for i in range(total):
+            tasks.append(asyncio.create_task(one(i, t0 + i / rate)))
+        await asyncio.gather(*tasks)
+    return out
+
+
+def run_once(settings: Settings, schema: str, rate: float, duration: float, key: str,
+             ids: list[str]) -> dict[str, Any]:
+    port = free_port()
+    proc = start_api(settings, schema, port)
+    try:
+        res = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, rate, duration))
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    fig: dict[str, Any] = {}
+    for kind, v in res.items():
+        fig[kind] = {"requests": len(v["due"]), "errors": len(v["errors"]),
+                     "p50_ms": round(pct(v["due"], 0.5), 2),
+                     "p99_ms": round(pct(v["due"], 0.99), 2),
+                     "p99_from_send_ms": round(pct(v["sent"], 0.99), 2)}
+    return fig
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=300.0, help="requests per second")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of load per run")
+    ap.add_argument("--runs", type=int, default=3, help="runs (the median is reported)")
+    ap.add_argument("--executions", type=int, default=100_000)
+    ap.add_argument("--detailed", type=int, default=5_000,
+                    help="executions with node runs and events (detail targets)")
+    ap.add_argument("--engine", action="store_true",
+                    help="run the engine benchmark at half its highest rate meanwhile")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    settings = Settings().model_copy(update={"topic_prefix": f"bench.{uuid.uuid4().hex[:8]}."})
+    schema = f"benchapi_{uuid.uuid4().hex[:8]}"
+    load_before = list(os.getloadavg())
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+    engine_thread: threading.Thread | None = None
+    engine_fig: dict[str, Any] = {}
+    try:
+        migrate(settings, schema)
+        s = settings.model_copy(update={"pg_schema": schema})
+        console.print(f"loading {args.executions:,} executions into {schema} ...")
+        asyncio.run(load(s, schema, args.executions, args.detailed))
+
+        async def make_key() -> str:
+            async with auth_service(s, schema) as svc:
+                return (await svc.create_key(tenant="t7", role="viewer", name="bench")).key
+
+        key = asyncio.run(make_key())
+        ids = [f"x{i:07d}" for i in range(7, args.detailed, TENANTS)]  # tenant t7's
+        if args.engine:
+            engine_fig, engine_thread = start_engine(args.duration * args.runs + 60)
+        runs = []
+        for n in range(args.runs):
+            fig = run_once(s, schema, args.rate, args.duration, key, ids)
+            errors = fig["detail"]["errors"] + fig["list"]["errors"]
+            console.print(f"run {n + 1}: detail p50/p99 {fig['detail']['p50_ms']}/"
+                          f"{fig['detail']['p99_ms']} ms, list p50/p99 {fig['list']['p50_ms']}/"
+                          f"{fig['list']['p99_ms']} ms ({errors} errors)")
+            runs.append(fig)
+    finally:
+        if engine_thread is not None:
+            engine_thread.join()
+        with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    figures: dict[str, Any] = {
+        "rate_per_s": args.rate, "duration_s": args.duration, "executions": args.executions,
+        "load_before": load_before, "with_engine": args.engine, "runs": runs,
+        "detail_p99_ms": median([r["detail"]["p99_ms"] for r in runs]),
+        "list_p99_ms": median([r["list"]["p99_ms"] for r in runs]),
+        "detail_p50_ms": median([r["detail"]["p50_ms"] for r in runs]),
+        "list_p50_ms": median([r["list"]["p50_ms"] for r in runs])}
+    if engine_fig:
+        figures["engine"] = engine_fig
+    console.print(f"[bold]median of {len(runs)} runs at {args.rate:g} req/s"
+                  f"{' beside the engine' if args.engine else ''}: detail p99 "
+                  f"{figures['detail_p99_ms']} ms, list p99 {figures['list_p99_ms']} ms[/]")
+    if not args.no_write:
+        name = "api_engine" if args.engine else "api"
+        console.print(f"wrote {write_results(name, figures)}")
+
+
+def start_engine(duration: float) -> tuple[dict[str, Any], threading.Thread]:
+    """The engine benchmark's step at half the highest sustainable rate, in a thread;
+    returns once its measured window has begun."""
+    import _engine_harness as h
+
+    engine = json.loads((Path(__file__).parent / "results" / "engine.json").read_text())
+    rate = engine["figures"]["max_sustainable_per_s"] / 2
+    began = threading.Event()
+    fig: dict[str, Any] = {"rate": rate}
+    original = h.Observer.start
+
+    def start(self: Any) -> None:
+        original(self)
+        began.set()
+
+    h.Observer.start = start  # type: ignore[method-assign]
+
+    def run() -> None:
+        try:
+            step = h.run_step(h.Options(duration=duration), rate, label="engine: ")
+            fig["summary"] = step.summary()
+        except Exception as exc:
+            fig["error"] = repr(exc)
+        finally:
+            began.set()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    began.wait(300)
+    time.sleep(5)  # the warm-up executions finish before the API load starts
+    return fig, t
+
+
+if __name__ == "__main__":
+    main()
