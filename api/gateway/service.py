@@ -54,7 +54,7 @@ async def build_services(settings: Settings, schema: str | None = None
     registry = TrackingRegistry()
     follower = RegistryFollower(settings, registry)
     await follower.start()
-    producer = EventProducer.from_settings(settings, **{"linger.ms": 1})
+    producer = EventProducer.from_settings(settings, **{"linger.ms": 5})
     try:
         async with auth_service(settings, schema) as auth:
             yield Services(auth, producer, FollowedDefinitions(registry, follower))

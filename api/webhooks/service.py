@@ -46,7 +46,9 @@ async def build_gateway(settings: Settings, *, schema: str | None = None,
     client = aioredis.from_url(settings.redis_url)
     pool = make_pool(settings, schema)
     await pool.open()
-    producer = EventProducer.from_settings(settings, **{"linger.ms": 1})
+    # 5 ms of batching: 1.0 ms of gateway CPU per request against 1.4 ms with 1 ms (measured
+    # with process_time under load); the 202 waits for the ack, so this adds <= 5 ms.
+    producer = EventProducer.from_settings(settings, **{"linger.ms": 5})
     waiter = ResultWaiter(settings) if wait_results else None
     if waiter is not None:
         await waiter.start()
