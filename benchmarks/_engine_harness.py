@@ -57,10 +57,12 @@ class EngineTarget:
     description = "flowlog engine, 5-node no-op tool DAG"
     events_base = "execution-events"
 
-    def __init__(self, partitions: int, worker_script: str | None = None) -> None:
+    def __init__(self, partitions: int, worker_script: str | None = None,
+                 processor: bool = False) -> None:
         from flowlog.schemas.codec import Codec
 
         self.partitions = partitions
+        self.processor = processor  # the `processor` role instead of orchestrator + timers
         self.codec = Codec()
         self.worker_script = worker_script
 
@@ -80,6 +82,8 @@ class EngineTarget:
 
     def groups(self, settings: Settings) -> dict[str, int]:
         p, prefix = self.partitions, settings.topic_prefix
+        if self.processor:
+            return {prefix + "processor": 4 * p, prefix + "executor": p}
         return {prefix + "orchestrator": 4 * p, prefix + "dispatcher": p,
                 prefix + "executor": p}
 
@@ -124,7 +128,8 @@ class EngineStarter:
         self.producer.close(30)
 
 
-def make_target(name: str, partitions: int, worker_script: str | None = None) -> Target:
+def make_target(name: str, partitions: int, worker_script: str | None = None,
+                processor: bool = False) -> Target:
     if name == "raw":
         from bench_raw_pingpong import RawTarget
 
@@ -133,7 +138,7 @@ def make_target(name: str, partitions: int, worker_script: str | None = None) ->
         from bench_faust_pingpong import FaustTarget
 
         return FaustTarget(partitions)
-    return EngineTarget(partitions, worker_script)
+    return EngineTarget(partitions, worker_script, processor)
 
 
 # --- processes, groups, CPU -----------------------------------------------------------------
@@ -144,16 +149,21 @@ class Layout:
     timers: int = 1
     executors: int = 1
     all_in_one: int = 0  # processes running every role (instead of the split above)
+    processors: int = 0  # `processor` processes instead of orchestrators and timers
 
     def roles(self) -> list[str]:
         if self.all_in_one:
             return ["all"] * self.all_in_one
+        if self.processors:
+            return ["processor"] * self.processors + ["executor"] * self.executors
         return (["orchestrator"] * self.orchestrators + ["timers"] * self.timers
                 + ["executor"] * self.executors)
 
     def label(self) -> str:
         if self.all_in_one:
             return f"{self.all_in_one}× all roles"
+        if self.processors:
+            return f"{self.processors} processor, {self.executors} executor"
         return (f"{self.orchestrators} orchestrator, {self.timers} timers, "
                 f"{self.executors} executor")
 
@@ -224,6 +234,29 @@ def wait_assigned(settings: Settings, groups: dict[str, int], procs: list[Proc],
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"groups not assigned after {timeout:.0f}s: {sorted(groups)}")
         time.sleep(0.25)
+
+
+ENGINE_TOPICS = ("triggers", "commands", "node-tasks", "node-results", "timers",
+                 "execution-events")
+
+
+def log_offsets(settings: Settings, partitions: int) -> int:
+    """Offsets taken on the engine's topics: records plus transaction markers (a marker
+    is a record the broker writes and every reader skips)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                  "group.id": f"bench-offsets-{uuid.uuid4().hex[:8]}"})
+    try:
+        total = 0
+        for base in ENGINE_TOPICS:
+            for p in range(partitions):
+                lo, hi = c.get_watermark_offsets(
+                    TopicPartition(settings.topic_prefix + base, p), timeout=10)
+                total += hi - lo
+        return total
+    finally:
+        c.close()
 
 
 def drop_everything(settings: Settings, groups: list[str]) -> None:
@@ -346,6 +379,8 @@ class Step:
     lat_ms: dict[str, float] = field(default_factory=dict)
     seen_ms: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    log_offsets: int = 0  # offsets taken on the engine's topics (records + txn markers)
+    executions: int = 0  # every execution of the step (warm-up included)
     startup_s: float = 0.0
     samples: list[tuple[float, int, int]] = field(default_factory=list)
     sustainable: bool = False
@@ -360,7 +395,12 @@ class Step:
             "backlog_max": max((s - f for _, s, f in self.samples), default=0),
             "drain_s": None if self.drain_s is None else round(self.drain_s, 2),
             "latency_ms": self.lat_ms, "observed_latency_ms": self.seen_ms,
-            "cpu_percent_of_core": self.cpu, "startup_s": round(self.startup_s, 1),
+            "cpu_percent_of_core": self.cpu,
+            "cpu_ms_per_execution": {k: round(v * 10 / self.rate, 3)
+                                     for k, v in self.cpu.items()},
+            "log_offsets_per_execution": round(self.log_offsets / self.executions, 2)
+            if self.executions else None,
+            "startup_s": round(self.startup_s, 1),
             "sustainable": self.sustainable, "why_not": self.why,
         }
 
@@ -406,7 +446,8 @@ def run_step(opts: Options, rate: float, *, profile_dir: Path | None = None,
     base = Settings()
     settings = base.model_copy(update={"topic_prefix": f"bench.{tag}.",
                                        "default_partitions": opts.partitions})
-    target = make_target(opts.target, opts.partitions, opts.worker_script)
+    target = make_target(opts.target, opts.partitions, opts.worker_script,
+                         processor=opts.layout.processors > 0)
     logdir = base.state_dir / "bench-engine" / tag
     logdir.mkdir(parents=True, exist_ok=True)
     step = Step(rate, opts.duration)
@@ -477,6 +518,8 @@ def run_step(opts: Options, rate: float, *, profile_dir: Path | None = None,
                 break
             time.sleep(0.05)
         step.cpu = meter.stop()
+        step.executions = warm + step.sent
+        step.log_offsets = log_offsets(settings, opts.partitions)
         for s in spies:
             s.wait(30)
         starter.close()
@@ -524,4 +567,8 @@ def show_step(step: Step) -> None:
     console.print(f"  sent {step.sent} ({step.send_rate:.0f}/s), finished {step.finished}, "
                   f"backlog slope {step.slope:+.1f}±{step.slope_se:.1f}/s, drained in "
                   f"{'—' if step.drain_s is None else f'{step.drain_s:.1f}s'}, latency p50 "
-                  f"{step.lat_ms.get('p50')} p99 {step.lat_ms.get('p99')} ms: {verdict}")
+                  f"{step.lat_ms.get('p50')} p99 {step.lat_ms.get('p99')} ms (observed "
+                  f"{step.seen_ms.get('p50')}/{step.seen_ms.get('p99')}): {verdict}")
+    summary = step.summary()
+    console.print(f"  log offsets per execution {summary['log_offsets_per_execution']}, "
+                  f"CPU ms per execution {summary['cpu_ms_per_execution']}")

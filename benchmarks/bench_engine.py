@@ -8,6 +8,8 @@ an executor), and trigger-to-completion latency at half the highest sustainable 
     python benchmarks/bench_engine.py --profile        # + py-spy per role at the max rate
     python benchmarks/bench_engine.py --target raw     # the raw aiokafka ping-pong instead
     python benchmarks/bench_engine.py --target faust   # the same ping-pong as Faust agents
+    python benchmarks/bench_engine.py --processors 1   # the `processor` role instead of
+                                                       # orchestrator + timers
 
 Needs the local broker (`make up`). Method (docs/benchmarks.md):
 
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--orchestrators", type=int, default=1)
     ap.add_argument("--timers", type=int, default=1)
     ap.add_argument("--executors", type=int, default=1)
+    ap.add_argument("--processors", type=int, default=0, metavar="N",
+                    help="N `processor` processes instead of the orchestrators and timers "
+                    "(the transactional partition processor; writes engine-processor.json)")
     ap.add_argument("--all-in-one", type=int, default=0, metavar="N",
                     help="N processes with every role instead of one process per role")
     ap.add_argument("--profile", action="store_true",
@@ -202,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     quick = args.quick
     opts = Options(
         target=args.target, partitions=args.partitions,
-        layout=Layout(args.orchestrators, args.timers, args.executors, args.all_in_one),
+        layout=Layout(args.orchestrators, args.timers, args.executors, args.all_in_one,
+                      args.processors),
         duration=args.duration or (8.0 if quick else 20.0),
         drain=args.drain or (5.0 if quick else 10.0),
         env=dict(kv.split("=", 1) for kv in args.env), worker_script=args.worker_script)
@@ -277,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_write:
         name = {"engine": "engine", "raw": "engine-raw-pingpong",
                 "faust": "engine-faust-pingpong"}[args.target]
+        if args.processors:
+            name += "-processor"
         if args.rates or args.latency_rate or args.duration or args.latency_runs is not None:
             name += "-custom"  # a partial run does not replace the full run's figures
         elif quick:

@@ -45,7 +45,8 @@ def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafk
         transactional_id=transactional_id,
         transaction_timeout_ms=settings.processor_transaction_timeout_ms,
         linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
-        max_request_size=64 * 1024 * 1024, request_timeout_ms=30_000)
+        max_request_size=64 * 1024 * 1024, request_timeout_ms=30_000,
+        retry_backoff_ms=10)
 
 
 def partition_of(execution_id: str, partitions: int) -> int:

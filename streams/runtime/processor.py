@@ -46,7 +46,7 @@ import os
 import signal
 import time
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -125,10 +125,21 @@ class _Flow:
 
 @dataclass
 class _Part:
+    """One owned partition: its state, producer, queued inputs and worker task."""
+
+    p: int
     state: PartitionState
     producer: Any
     last_snapshot: float
+    next: dict[TopicPartition, int]  # next input offset expected per input topic
     requeue: list[ExecutionState] = field(default_factory=list)
+    queue: list[Any] = field(default_factory=list)  # polled inputs not yet in a transaction
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+    paused: bool = False
+    phase: str = "idle"  # what the worker awaits (a stalled step names it in the log)
+    since: float = 0.0
+    task: asyncio.Task[None] | None = None
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -136,16 +147,14 @@ class _Listener(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.owner.lock:  # the step in progress ends (committed or aborted) first
-            for p in sorted({tp.partition for tp in revoked}):
-                await self.owner.close(p)
-        log.info("processor: revoked %s", sorted({tp.partition for tp in revoked}))
+        ps = sorted({tp.partition for tp in revoked})
+        # each worker ends its step in progress (committed or aborted) first
+        await asyncio.gather(*(self.owner.close(p) for p in ps))
+        log.info("processor: revoked %s", ps)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         ps = sorted({tp.partition for tp in assigned})
-        async with self.owner.lock:
-            await asyncio.gather(*(self.owner.open(p) for p in ps
-                                   if p not in self.owner.parts))
+        await asyncio.gather(*(self.owner.open(p) for p in ps if p not in self.owner.parts))
         log.info("processor: assigned %s", ps)
 
 
@@ -167,13 +176,15 @@ class Processor:
         self.partitions = cat.topics["commands"].partitions
         self.group_id = settings.topic_prefix + "processor"
         self.parts: dict[int, _Part] = {}
-        self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
         self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
         self._admission: Admission | None = None
         self.consumer = group_consumer(settings, "processor", self.input_topics)
         self.pause_at = settings.fault_processor_pause_before_commit
         self._event_txns = 0
+        self.tick_s = max(10, settings.timer_tick_ms) / 1000
+        # a partition's queue beyond this pauses its fetching (memory, and a fair share)
+        self.max_queued = 4 * settings.max_poll_records
 
     @property
     def admission(self) -> Admission:
@@ -182,69 +193,137 @@ class Processor:
                                         self.settings.tenant_max_executions)
         return self._admission
 
-    # --- the loop ---------------------------------------------------------------------------
+    # --- the loop: polls and hands each partition's inputs to its worker ----------------------
     async def run(self) -> None:
         await asyncio.to_thread(ensure_snapshots_topic, self.settings)
         self.consumer.subscribe(self.input_topics, listener=_Listener(self))
         await self.consumer.start()
-        tick_ms = max(10, self.settings.timer_tick_ms)
         try:
             while True:
-                batches = await self.consumer.getmany(timeout_ms=tick_ms)
-                async with self.lock:
-                    by_p: dict[int, dict[TopicPartition, list[Any]]] = defaultdict(dict)
-                    for tp, msgs in batches.items():
-                        if msgs:
-                            by_p[tp.partition][tp] = msgs
-                    now = time.time()
-                    work = set(by_p) | {p for p, part in self.parts.items()
-                                        if part.requeue or (
-                                            (d := part.state.next_due()) is not None
-                                            and d <= now)}
-                    if work:
-                        await asyncio.gather(*(self._step(p, by_p.get(p, {}))
-                                               for p in sorted(work)))
-                    if any(k.startswith("quarantined") for k in self.guard.stats):
-                        await asyncio.to_thread(self.guard.flush)
+                batches = await self.consumer.getmany(timeout_ms=int(self.tick_s * 1000))
+                for tp, msgs in batches.items():
+                    part = self.parts.get(tp.partition)
+                    if part is None or part.closing or not msgs:
+                        continue  # not (or no longer) ours: the owner reads them
+                    expected = part.next.get(tp, 0)
+                    fresh = [m for m in msgs if m.offset >= expected]  # none twice
+                    if not fresh:
+                        continue
+                    part.next[tp] = fresh[-1].offset + 1
+                    part.queue += fresh
+                    part.wake.set()
+                    if len(part.queue) > self.max_queued and not part.paused:
+                        part.paused = True
+                        self._fetching(part.p, False)
+                now = time.monotonic()
+                for part in self.parts.values():  # a dead worker ends the role (restart)
+                    if part.task is not None and part.task.done() and not part.closing:
+                        part.task.result()
+                    if part.phase != "idle" and now - part.since > 10:
+                        log.warning("processor: partition %s: %s for %.0f s", part.p,
+                                    part.phase, now - part.since)
+                        part.since = now
+                if any(k.startswith("quarantined") for k in self.guard.stats):
+                    await asyncio.to_thread(self.guard.flush)
         finally:
-            for p in list(self.parts):
-                await self.close(p)
+            await asyncio.gather(*(self.close(p) for p in list(self.parts)))
             await self.consumer.stop()
             if self._admission is not None:
                 await self._admission.aclose()
 
+    def _tps(self, p: int) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t in self.input_topics]
+
+    def _fetching(self, p: int, on: bool) -> None:
+        """Pause or resume fetching partition p (quietly, if it is no longer assigned)."""
+        try:
+            if on:
+                self.consumer.resume(*self._tps(p))
+            else:
+                self.consumer.pause(*self._tps(p))
+        except Exception:
+            log.debug("processor: partition %s not assigned", p, exc_info=True)
+
+    async def _work(self, part: _Part) -> None:
+        """One partition's worker: one transaction per round, holding every input queued
+        since the last one and every timer due; the loop polls on meanwhile."""
+        while not part.closing:
+            due = part.state.next_due()
+            if not part.queue and not part.requeue and (due is None or due > time.time()):
+                wait = self.tick_s if due is None else min(self.tick_s,
+                                                            max(0.0, due - time.time()))
+                part.wake.clear()
+                try:
+                    await asyncio.wait_for(part.wake.wait(), wait)
+                except TimeoutError:
+                    pass
+                continue
+            msgs, part.queue = part.queue, []
+            if part.paused and not part.closing:
+                part.paused = False
+                self._fetching(part.p, True)
+            t0 = time.perf_counter()
+            part.since = time.monotonic()
+            part.phase = "deciding"
+            ok = await self._step(part, msgs)
+            part.phase = "idle"
+            if not ok:
+                return  # failed: the partition was closed (and re-opened unless fenced)
+            self.stats["step_us"] += int((time.perf_counter() - t0) * 1e6)
+            self.stats["steps"] += 1
+            self.stats["inputs"] += len(msgs)
+
     # --- partitions -------------------------------------------------------------------------
     async def open(self, p: int) -> None:
         """Own partition p: fence its previous owner, rebuild its state, position the inputs
-        at the committed offsets."""
+        at the committed offsets, start its worker."""
         producer = transactional_producer(self.settings,
                                           f"{self.settings.topic_prefix}processor-{p}")
+        started = time.monotonic()
         await producer.start()
         # init_transactions: bumps the epoch (fences the previous owner) and waits until its
         # open transaction, if any, is aborted; only then are the log and offsets stable
         await asyncio.shield(producer._txn_manager.wait_for_pid())
-        started = time.monotonic()
+        log.info("processor: partition %s: producer %s initialised in %.2f s", p,
+                 producer._txn_manager.transactional_id, time.monotonic() - started)
         state = await self._load(p)
-        part = _Part(state, producer, time.monotonic())
+        nexts: dict[TopicPartition, int] = {}
+        for tp in self._tps(p):
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                committed = (await self.consumer.beginning_offsets([tp]))[tp]
+            nexts[tp] = committed
+        # from here to the registration no await: the poll loop must not see an input of p
+        # positioned by these seeks before the partition is there to take it
+        for tp, committed in nexts.items():
+            self.consumer.seek(tp, committed)
+        log.info("processor: partition %s: inputs at %s", p,
+                 {tp.topic.rsplit(".", 1)[-1]: o for tp, o in nexts.items()})
+        part = _Part(p, state, producer, time.monotonic(), nexts)
         part.requeue = [s for s in state.states.values() if s.phase == "queued"]
         self.parts[p] = part
-        for topic in self.input_topics:
-            tp = TopicPartition(topic, p)
-            committed = await self.consumer.committed(tp)
-            if committed is not None:
-                self.consumer.seek(tp, committed)
-            else:
-                begins = await self.consumer.beginning_offsets([tp])
-                self.consumer.seek(tp, begins[tp])
-        self.consumer.resume(*[TopicPartition(t, p) for t in self.input_topics])
+        self._fetching(p, True)
+        part.task = asyncio.create_task(self._work(part), name=f"processor-{p}")
         self.stats["opened"] += 1
         log.info("processor: partition %s ready in %.2f s (%s executions, %s finished kept)",
                  p, time.monotonic() - started, len(state.states), len(state.finished))
 
     async def close(self, p: int) -> None:
+        """Let go of partition p: its worker ends its step in progress, then its producer
+        stops. Inputs queued and not yet in a transaction are dropped (re-read by the owner
+        from the committed offsets)."""
         part = self.parts.pop(p, None)
         if part is None:
             return
+        part.closing = True
+        part.wake.set()
+        task = part.task
+        if task is not None and task is not asyncio.current_task():
+            try:
+                await task
+            except Exception:
+                log.warning("processor: worker of partition %s ended on an error", p,
+                            exc_info=True)
         try:
             await asyncio.wait_for(part.producer.stop(), 10)
         except Exception:
@@ -323,49 +402,53 @@ class Processor:
             await consumer.stop()
 
     # --- one step: one transaction per partition --------------------------------------------
-    async def _step(self, p: int, batches: dict[TopicPartition, list[Any]]) -> None:
-        part = self.parts.get(p)
-        if part is None:
-            return  # revoked or fenced: its owner handles these inputs
+    async def _step(self, part: _Part, msgs: list[Any]) -> bool:
+        """One transaction: the inputs, the due timers, their writes and the offsets."""
         st = part.state
         out: list[Out] = []
         flow = _Flow(queued=part.requeue)
         part.requeue = []
         offsets: dict[TopicPartition, int] = {}
         try:
-            for tp, msgs in batches.items():
-                for msg in msgs:
-                    await self._one(msg, st, out, flow)
-                offsets[tp] = msgs[-1].offset + 1
+            for msg in msgs:
+                await self._one(msg, st, out, flow)
+                offsets[TopicPartition(msg.topic, msg.partition)] = msg.offset + 1
             now = datetime.now(UTC)
             for eid, timer_id, timer in st.due(now):
                 self._fire(st, eid, timer_id, timer, now, out, flow)
             if flow.queued or flow.released:
                 await self._flow_control(flow, out)
             if not out and not offsets:
-                return
+                return True
+            t_txn = time.perf_counter()
             producer = part.producer
+            part.phase = "beginning the transaction"
             await producer.begin_transaction()
+            part.phase = "sending"
             sends = []
             for topic, partition, key, value in out:
                 fut = await producer.send(topic, value=value, key=key, partition=partition)
                 if topic == self.events_topic:
                     sends.append(fut)
             if offsets:
+                part.phase = "sending offsets to the transaction"
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
             if sends and self.pause_at:
                 await self._maybe_pause(sends)
+            part.phase = "committing"
             await producer.commit_transaction()
             if sends:
                 st.events_offset = (await sends[-1]).offset + 1
             self.stats["transactions"] += 1
+            self.stats["txn_us"] += int((time.perf_counter() - t_txn) * 1e6)
             self.stats["records"] += len(out)
         except Exception as exc:
-            await self._failed(p, exc)
-            return
+            await self._failed(part, exc)
+            return False
         interval = self.settings.processor_snapshot_interval_s
         if interval > 0 and time.monotonic() - part.last_snapshot >= interval:
-            await self._snapshot(p, part)
+            return await self._snapshot(part)
+        return True
 
     async def _maybe_pause(self, sends: list[Any]) -> None:
         """Fault injection: stop this process with its transaction open, writes in the log."""
@@ -377,33 +460,37 @@ class Processor:
             os.kill(os.getpid(), signal.SIGSTOP)
             log.warning("FAULT: resumed; committing the transaction opened before the stop")
 
-    async def _snapshot(self, p: int, part: _Part) -> None:
+    async def _snapshot(self, part: _Part) -> bool:
         part.last_snapshot = time.monotonic()
         value = encode_snapshot(part.state)
         try:
             await part.producer.begin_transaction()
-            await part.producer.send(self.snapshots_topic, value=value, key=str(p).encode(),
-                                     partition=p)
+            await part.producer.send(self.snapshots_topic, value=value,
+                                     key=str(part.p).encode(), partition=part.p)
             await part.producer.commit_transaction()
             self.stats["snapshots"] += 1
             self.stats["snapshot_bytes"] = len(value)
         except Exception as exc:
-            await self._failed(p, exc)
+            await self._failed(part, exc)
+            return False
+        return True
 
-    async def _failed(self, p: int, exc: Exception) -> None:
+    async def _failed(self, part: _Part, exc: Exception) -> None:
+        """A transaction failed: the state counts writes the log does not hold; drop it."""
+        p = part.p
         fenced = isinstance(exc, FENCED) or "fenced" in str(exc).lower()
         self.stats["fenced" if fenced else "transaction_failures"] += 1
-        part = self.parts.get(p)
-        if part is not None and not fenced:
+        if not fenced:
             try:
                 await asyncio.wait_for(part.producer.abort_transaction(), 10)
             except Exception:
                 log.debug("abort failed", exc_info=True)
-        await self.close(p)  # its state counts writes that were never committed: drop it
+        if self.parts.get(p) is part:
+            await self.close(p)  # from its own worker: does not wait for itself
         if fenced:
             log.warning("processor: partition %s fenced (%s): another member owns it now; its "
                         "transaction is aborted", p, exc)
-            self.consumer.pause(*[TopicPartition(t, p) for t in self.input_topics])
+            self._fetching(p, False)
         else:
             log.warning("processor: transaction of partition %s failed (%r); re-opening it",
                         p, exc)
