@@ -47,6 +47,7 @@ from flowlog.streams.runtime.kafka import (
 from flowlog.streams.runtime.registry import RegistryFollower
 from flowlog.streams.runtime.taskrender import TaskRenderer
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class Dispatcher:
                     log.exception("unreadable execution-events record %s@%s", tp, msg.offset)
                     continue
                 issue = msg.offset >= part.resume_at
+                scope = hooks.enter("dispatcher issue", msg)  # tasks continue its trace
                 for r in events:
                     x = await self._apply(part, tp.partition, r, issue, sends)
                     if x is None:
@@ -213,6 +215,7 @@ class Dispatcher:
                         part.limited.add(execution_id)
                     if execution_id in part.limited:
                         touched[execution_id] = x
+                hooks.leave(scope)
             if touched:
                 await self._flow_control(part, touched, sends)
             if len(part.heap) > part.compact_at:
@@ -337,7 +340,8 @@ class Dispatcher:
             value = self.codec.encode("ExecutionAdmitted", record)
             sends.append(await self.producer.send(
                 self.commands_topic, value=value, key=entry.execution_id.encode(),
-                partition=partition_of(entry.execution_id, self.partitions)))
+                partition=partition_of(entry.execution_id, self.partitions),
+                headers=hooks.headers_for(entry.execution_id)))
 
     async def _issue(self, x: _Exec, p: int, r: dict[str, Any]) -> Any:
         execution_id, node_id = r["execution_id"], r["node_id"]
@@ -352,7 +356,7 @@ class Dispatcher:
         topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
         value = self.codec.encode(name, record)
         return await self.producer.send(topic, value=value, key=execution_id.encode(),
-                                        partition=p)
+                                        partition=p, headers=hooks.headers())
 
     async def _timers(self) -> None:
         interval = self.settings.timer_tick_ms / 1000
@@ -390,7 +394,8 @@ class Dispatcher:
                     occurred_at=datetime.now(UTC))
                 value = self.codec.encode("TimerFired", record)
                 sends.append(await self.producer.send(
-                    self.timers_topic, value=value, key=execution_id.encode(), partition=p))
+                    self.timers_topic, value=value, key=execution_id.encode(), partition=p,
+                    headers=hooks.headers_for(execution_id)))
                 self.stats["timers_fired"] += 1
         if sends:
             await asyncio.gather(*sends)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ from flowlog.schemas.events import NodeTaskIssued
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime.kafka import catalog, group_consumer
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class Executor:
         self.unacked: list[_Unacked] = []
         self.last_commit = 0.0
         self.consumer = group_consumer(settings, "executor", [self.tasks_topic])
+        hooks.watch_inflight(lambda: len(self.running))
 
     async def run(self) -> None:
         self.consumer.subscribe([self.tasks_topic], listener=_Listener(self))
@@ -157,6 +160,7 @@ class Executor:
                     part = self.parts.get(tp.partition)
                     if part is None:
                         continue
+                    hooks.records_in("executor", tp.topic, len(msgs))
                     for msg in msgs:
                         await self._one(tp, part, msg)
                 await self.settle()
@@ -218,10 +222,13 @@ class Executor:
                 self.stats[f"task_{u.status}"] += 1
             u.part.running.discard(u.offset)  # only now may the offset be committed
 
-    async def _send(self, partition: int, execution_id: str, value: bytes) -> Any:
+    async def _send(self, partition: int, execution_id: str, value: bytes,
+                    headers: list[tuple[str, bytes]] | None = None) -> Any:
         """Hand one result to the producer; returns the future of its ack."""
+        hooks.records_out("executor", self.results_topic)
         return await self.producer.send(self.results_topic, value=value,
-                                        key=execution_id.encode(), partition=partition)
+                                        key=execution_id.encode(), partition=partition,
+                                        headers=headers)
 
     async def commit(self, tps: list[TopicPartition], force: bool = False) -> None:
         now = asyncio.get_running_loop().time()
@@ -275,19 +282,29 @@ class Executor:
             return  # the earlier copy is still running and holds back the commit
         await self.sem.acquire()
         part.running.add(msg.offset)
+        # the task inherits this record's trace hop and log context, and ends the hop
+        scope = hooks.enter("executor task", msg, attributes={
+            "flowlog.node_id": task.node_id, "flowlog.node_type": task.node_type})
+        hooks.describe(task.workflow_id, task.tenant)
         self.running[task.task_key] = asyncio.create_task(
             self._execute(tp.partition, part, msg.offset, task), name=task.task_key)
+        hooks.leave(scope, end=False)
 
     async def _execute(self, partition: int, part: _Partition, offset: int,
                        task: NodeTaskIssued) -> None:
+        started = time.perf_counter()
         try:
             outcome = await self.runner.run(task)
+            hooks.task_done(task.node_type, outcome.status, time.perf_counter() - started,
+                            outcome.model_calls)
+            log.debug("executor: task %s %s in %.3fs", task.task_key, outcome.status,
+                      time.perf_counter() - started)
             record = records.result_record(
                 task, status=outcome.status, output=outcome.output, error=outcome.error,
                 started_at=outcome.started_at, finished_at=outcome.finished_at,
                 model_calls=outcome.model_calls, tool_calls=outcome.tool_calls)
             value = self.codec.encode("NodeResultReported", record)
-            fut = await self._send(partition, task.execution_id, value)
+            fut = await self._send(partition, task.execution_id, value, hooks.headers())
             # the loop gathers the ack (`settle`), then the offset may be committed
             self.unacked.append(_Unacked(part, partition, offset, task.task_key,
                                          task.execution_id, value, outcome.status, fut))
@@ -303,6 +320,7 @@ class Executor:
             self.stats["report_failed"] += 1
             self.fatal = exc
         finally:
+            hooks.end_current()
             self.running.pop(task.task_key, None)
             self.sem.release()
             self.slot_freed.set()

@@ -35,6 +35,7 @@ from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partitio
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.registry import RegistryFollower
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,14 +148,22 @@ class Orchestrator:
             states = self.states.get(p)
             if states is None:
                 states = self.states[p] = await self._load(p)
+            hooks.records_in("orchestrator", tp.topic, len(msgs))
             for msg in msgs:
-                fut = await self._one(msg, p, states)
+                # trace hop and log context of this input (a trigger roots its execution's trace)
+                scope = hooks.enter("orchestrator decide", msg,
+                                    root=msg.topic == self.input_topics[0])
+                try:
+                    fut = await self._one(msg, p, states)
+                finally:
+                    hooks.leave(scope)
                 if fut is not None:
                     sends.append(fut)
             offsets[tp] = msgs[-1].offset + 1
         if self.guard.stats.total() and any(k.startswith("quarantined") for k in self.guard.stats):
             await asyncio.to_thread(self.guard.flush)
         if offsets:
+            hooks.records_out("orchestrator", self.events_topic, len(sends))
             await self.committer.add(sends, offsets)
 
     async def _one(self, msg: Any, p: int, states: dict[str, ExecutionState]) -> Any:
@@ -163,6 +172,7 @@ class Orchestrator:
             self.stats["quarantined"] += 1
             return None
         name, record = accepted.name, accepted.record
+        hooks.describe(record.get("workflow_id"), record.get("tenant"), name)
         try:
             if name not in records.INPUT_NAMES:
                 raise records.WireError(f"{name} is not an orchestrator input")
@@ -189,6 +199,8 @@ class Orchestrator:
                             queue=queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
+            hooks.error(exc)
+            hooks.quarantined("orchestrator")
             self.guard.quarantine(msg, exc)
             self.stats["quarantined"] += 1
             return None
@@ -207,6 +219,9 @@ class Orchestrator:
         states[execution_id] = state.retired() if state.finished else state
         self.stats["decisions"] += 1
         self.stats["events"] += len(events)
+        hooks.decided(events, state.workflow_id, msg.timestamp)
+        log.debug("orchestrator: %s decided: %s events", name, len(events))
         value = self.codec.encode("ExecutionEventBatch", records.batch_record(events, inp.event_id))
         return await self.producer.send(self.events_topic, value=value,
-                                        key=execution_id.encode(), partition=p)
+                                        key=execution_id.encode(), partition=p,
+                                        headers=hooks.headers())

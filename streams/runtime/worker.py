@@ -27,6 +27,7 @@ from flowlog.streams.runtime.orchestrator import Orchestrator
 from flowlog.streams.runtime.processor import Processor
 from flowlog.streams.runtime.registry import RegistryFollower
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Worker:
                 comp = Dispatcher(self.settings, self.follower, self.producer)
             else:
                 self.runner = self.runner_factory(self.settings)
+                hooks.watch_breakers(self.runner)  # flowlog_open_breakers
                 comp = Executor(self.settings, self.producer, self.runner)
             self.components[role] = comp
             self.tasks.append(asyncio.create_task(comp.run(), name=f"role-{role}"))

@@ -100,6 +100,7 @@ def test_model_calls_count_tokens_and_cost() -> None:
 def test_http_latency_is_labelled_by_route_template() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
+
     from flowlog.observability.http import instrument_app
 
     app = FastAPI()

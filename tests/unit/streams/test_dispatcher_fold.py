@@ -47,7 +47,8 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, int]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes, partition: int) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int,
+                   headers: Any = None) -> Any:  # headers: trace context (observability)
         self.sent.append((topic, value, partition))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
