@@ -194,6 +194,7 @@ class Dispatcher:
             part = self.parts.get(tp.partition)
             if part is None:
                 continue
+            hooks.records_in("timers", tp.topic, len(msgs))
             touched: dict[str, _Exec] = {}
             for msg in msgs:
                 try:
@@ -224,6 +225,7 @@ class Dispatcher:
             if last > part.resume_at:
                 offsets[tp] = last
                 part.resume_at = last
+        hooks.records_out("timers", self.tasks_topic, len(sends))
         if offsets or sends:  # committed by the committer once the tasks are acknowledged
             await self.committer.add(sends, offsets)
 
