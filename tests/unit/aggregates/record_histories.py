@@ -20,12 +20,22 @@ RECORDED = ("support_triage_billing", "batch_loop", "webhook_dead_letter_then_re
             "delay_and_wait_approved")  # fmt: skip
 
 
+def _pin(workflow_id: str) -> str:
+    """Copy examples/<id>.yaml next to the histories; return its repo-relative path."""
+    source = HISTORIES.parents[2] / "examples" / f"{workflow_id}.yaml"
+    pinned = HISTORIES / "definitions" / source.name
+    pinned.parent.mkdir(parents=True, exist_ok=True)
+    pinned.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    return str(pinned.relative_to(HISTORIES.parents[2]))
+
+
 def main() -> None:
     HISTORIES.mkdir(parents=True, exist_ok=True)
     for name in RECORDED:
         run = SCENARIOS[name]()
         doc = {
-            "definition": f"examples/{run.d.workflow_id}.yaml",
+            # the definition it was recorded with, kept beside it: an example may change
+            "definition": _pin(run.d.workflow_id),
             "inputs": [input_to_dict(at, inp) for at, inp in run.inputs],
             "events": [event_to_dict(e) for e in run.events],
             "final_state": run.state.to_dict(),

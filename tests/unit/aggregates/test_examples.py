@@ -40,10 +40,12 @@ def test_support_triage_routes_billing_and_posts_reply() -> None:
     assert draft.input == {"facts": {"eligible": True, "amount": 20}}
     post = next(e for e in run.events if e.event_type == "NodeScheduled"
                 and e.node_id == "post_reply")  # fmt: skip
-    assert post.input == {"ticket_id": "T-42", "text": "We refunded you 20 EUR."}
+    demo = "http://127.0.0.1:8790/demo/helpdesk"  # the input's default: make run's demo server
+    assert post.input == {"ticket_id": "T-42", "text": "We refunded you 20 EUR.",
+                          "helpdesk_url": demo}
     assert post.task_key == "triage-1:post_reply:1"
     config = render_task_config(run.d, "post_reply", post.input, execution_id="triage-1")
-    assert config["url"] == "https://helpdesk.example.com/api/tickets/T-42/replies"
+    assert config["url"] == f"{demo}/api/tickets/T-42/replies"
     assert config["body"] == '{"text": "We refunded you 20 EUR."}'
     assert config["headers"]["Authorization"] == "Bearer ${secret:HELPDESK_TOKEN}"
 
