@@ -13,7 +13,7 @@ Modes (environment of the worker processes; everything else as bench_engine.py):
 
 Per round, each mode runs one fixed-rate window (``--rate``, modes interleaved so load
 changes hit all alike); the figure is the engine roles' CPU per execution (sum of
-orchestrator, timers and executor CPU over the window / executions finished), median of
+orchestrator, timers and executor CPU over the window / executions sent), median of
 the rounds, and its increase over ``off``. On a CPU-bound machine the highest sustainable
 rate falls in the same proportion. ``--search`` also runs bench_engine's quick rate
 search once per mode. Writes benchmarks/results/observability-engine.json.
@@ -52,10 +52,11 @@ def modes(sink: str) -> dict[str, dict[str, str]]:
 
 
 def cpu_per_execution_ms(step: Any) -> float | None:
-    if not step.finished:
-        return None
-    cpu = sum(v for k, v in step.cpu.items() if k in ROLES)  # % of a core over the window
-    return cpu / 100 * step.duration / step.finished * 1000
+    """The engine roles' CPU per execution sent (the harness's figure, summed over the
+    role processes `orchestrator-0`, `timers-0`, `executor-0`, ...)."""
+    per = step.summary()["cpu_ms_per_execution"]
+    values = [v for k, v in per.items() if k.split("-")[0] in ROLES]
+    return sum(values) if values else None
 
 
 def main() -> None:
@@ -84,8 +85,8 @@ def main() -> None:
                 show_step(step)
                 steps[mode].append(step.summary())
                 value = cpu_per_execution_ms(step)
-                if value is not None:  # CPU per finished execution: fair even if the
-                    per_exec[mode].append(value)  # window was not sustainable (busy machine)
+                if value is not None:  # kept even if a busy machine could not sustain
+                    per_exec[mode].append(value)  # the window (its verdict is in the steps)
         if args.search:
             for mode, env in chosen.items():
                 console.print(f"[bold]rate search, {mode}[/]")
