@@ -169,13 +169,21 @@ async function analyticsView() {
     get("/analytics/executions", range),
     get("/analytics/models", { ...range, group_by: "model" }),
   ]);
-  const labels = ex.rows.map((r) => when(r.bucket));
+  // every bucket of the range (the API returns only buckets that hold executions)
+  const step = { "1m": 60e3, "5m": 300e3, "15m": 900e3, "1h": 3600e3, "6h": 21600e3, "1d": 86400e3 }[bucket];
+  const origin = Date.parse("2000-01-01T00:00:00Z"); // the API's date_bin origin
+  const first = origin + Math.floor((Date.parse(from) - origin) / step) * step;
+  const byTime = new Map(ex.rows.map((r) => [Date.parse(r.bucket), r]));
+  const times = [];
+  for (let t = first; t < Date.parse(to) && times.length < 2000; t += step) times.push(t);
+  const rows = times.map((t) => byTime.get(t) || { throughput_per_s: 0, failure_rate: null, duration_p95_ms: null });
+  const labels = times.map((t) => when(new Date(t).toISOString()));
   lineChart("throughput", document.getElementById("chart-throughput"), labels,
-            [{ label: "executions/s", data: ex.rows.map((r) => r.throughput_per_s), borderColor: "#4c7bd9" }], "per second");
+            [{ label: "executions/s", data: rows.map((r) => r.throughput_per_s), borderColor: "#4c7bd9" }], "per second");
   lineChart("failure", document.getElementById("chart-failure"), labels,
-            [{ label: "failed / finished", data: ex.rows.map((r) => r.failure_rate), borderColor: "#d64545" }], "rate");
+            [{ label: "failed / finished", data: rows.map((r) => r.failure_rate), borderColor: "#d64545" }], "rate");
   lineChart("p95", document.getElementById("chart-p95"), labels,
-            [{ label: "p95", data: ex.rows.map((r) => r.duration_p95_ms), borderColor: "#3aa76d" }], "ms");
+            [{ label: "p95", data: rows.map((r) => r.duration_p95_ms), borderColor: "#3aa76d" }], "ms");
   const buckets = [...new Set(models.rows.map((r) => r.bucket))].sort();
   const names = [...new Set(models.rows.map((r) => r.group))];
   window.flowlogCharts.cost = new Chart(document.getElementById("chart-cost"), {
