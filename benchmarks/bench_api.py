@@ -119,8 +119,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(settings: Settings, schema: str, port: int) -> subprocess.Popen[bytes]:
+def start_api(settings: Settings, schema: str, port: int, workers: int = 1
+              ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FLOWLOG_PG_SCHEMA": schema, "FLOWLOG_API_PORT": str(port),
+           "FLOWLOG_API_WORKERS": str(workers),
            "FLOWLOG_AUTH_RATE_PER_S": "1000000", "FLOWLOG_AUTH_RATE_BURST": "1000000",
            "FLOWLOG_TOPIC_PREFIX": settings.topic_prefix}
     proc = subprocess.Popen([sys.executable, "-m", "flowlog.cli", "worker", "api"], env=env,
@@ -192,9 +194,10 @@ async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration
 
 
 def run_once(settings: Settings, schema: str, rate: float, duration: float, key: str,
-             ids: list[str]) -> dict[str, Any]:
+             ids: list[str], workers: int = 1) -> dict[str, Any]:
     port = free_port()
-    proc = start_api(settings, schema, port)
+    proc = start_api(settings, schema, port, workers)
+    time.sleep(3 * (workers - 1))  # the other processes start after the first answers
     try:
         res = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, rate, duration))
     finally:
@@ -217,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--executions", type=int, default=100_000)
     ap.add_argument("--detailed", type=int, default=5_000,
                     help="executions with node runs and events (detail targets)")
+    ap.add_argument("--workers", type=int, default=1, help="FLOWLOG_API_WORKERS")
     ap.add_argument("--engine", action="store_true",
                     help="run the engine benchmark at half its highest rate meanwhile")
     ap.add_argument("--no-write", action="store_true")
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             engine_fig, engine_thread = start_engine(args.duration * args.runs + 60)
         runs = []
         for n in range(args.runs):
-            fig = run_once(s, schema, args.rate, args.duration, key, ids)
+            fig = run_once(s, schema, args.rate, args.duration, key, ids, args.workers)
             errors = fig["detail"]["errors"] + fig["list"]["errors"]
             console.print(f"run {n + 1}: detail p50/p99 {fig['detail']['p50_ms']}/"
                           f"{fig['detail']['p99_ms']} ms, list p50/p99 {fig['list']['p50_ms']}/"
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     figures: dict[str, Any] = {
         "rate_per_s": args.rate, "duration_s": args.duration, "executions": args.executions,
         "load_before": load_before, "with_engine": args.engine, "runs": runs,
+        "api_workers": args.workers,
         "detail_p99_ms": median([r["detail"]["p99_ms"] for r in runs]),
         "list_p99_ms": median([r["list"]["p99_ms"] for r in runs]),
         "detail_p50_ms": median([r["detail"]["p50_ms"] for r in runs]),

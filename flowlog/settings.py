@@ -323,6 +323,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the query API binds to.")
     api_port: int = Field(8083, description="Port of the query API and its dashboard.")
     api_pg_pool: int = Field(10, description="PostgreSQL connections of the query API.")
+    api_workers: int = Field(
+        1, description="Processes serving the query API on one port (SO_REUSEPORT); each has "
+        "its own PostgreSQL pool of api_pg_pool connections.")
     api_live_poll_s: float = Field(
         5.0, description="A live (SSE) stream re-reads the read model after this many quiet "
         "seconds (pub/sub is at-most-once).")
