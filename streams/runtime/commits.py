@@ -165,7 +165,19 @@ async def poll_loop(consumer: Any, committer: Committer, lock: asyncio.Lock,
             else:
                 committer.raise_if_failed()
     finally:
+        # bounded: a stop that hangs (a rebalance in progress, a broker gone) must not keep
+        # the process from ending; the group expires the member after its session timeout
         try:
-            await committer.stop()
+            await _bounded(committer.stop(), "flushing the committer")
         finally:
-            await consumer.stop()
+            await _bounded(consumer.stop(), "leaving the consumer group")
+
+
+STOP_TIMEOUT_S = 30.0
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    try:
+        await asyncio.wait_for(step, STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("stopping a role: %s took more than %.0fs; going on", what, STOP_TIMEOUT_S)

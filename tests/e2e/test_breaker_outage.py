@@ -61,7 +61,9 @@ nodes:
             assert retry["due_at"] >= f["error"]["retry_at"]
         refused += len(deferred)
     assert refused > 0, "the breaker never opened: this test proved nothing"
-    # refused calls never reach the target: one request per attempt that was spent
-    assert len(fake_webhook.requests) == sum(
+    # refused calls never reach the target: at most one request per attempt spent (an
+    # attempt that timed out before its request left counts as spent and sent nothing)
+    spent = sum(
         len([f for f in events_of(h, "NodeFailed") if f["error"]["type"] != "circuit_open"])
         + 1 for h in histories)
+    assert EXECUTIONS <= len(fake_webhook.requests) <= spent
