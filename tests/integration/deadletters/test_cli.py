@@ -75,9 +75,15 @@ async def test_dlq_cli_lists_shows_previews_retries_and_discards(
                                 "partner fixed", "--by", "alice")
     assert r.exit_code == 0, r.stdout
     assert "retry: 1 of 1 done by alice" in r.stdout
-    r = await asyncio.to_thread(_cli, "discard", "-w", "dl-cli", "--reason", "duplicate",
-                                "--by", "bob")
-    assert r.exit_code == 0, r.stdout
+    def discarded() -> bool:
+        r = _cli("discard", "-w", "dl-cli", "--reason", "duplicate", "--by", "bob")
+        assert r.exit_code == 0, r.stdout
+        return "discard: 1 of 1 done by bob" in r.stdout
+
+    # a filter sees only the messages on the queues at that moment: one held for a moment
+    # by a concurrent browse (the oldest-age gauge, `dlq list`) is missed, so try again
+    # until it is seen (known limit, docs/deadletters.md); a miss publishes nothing
+    await until(lambda: asyncio.to_thread(discarded), 30, "b's dead letter discarded")
     done_a = await engine.wait(a, within=60)
     done_b = await engine.wait(b, within=60)
     assert done_a[-1]["event_type"] == "ExecutionSucceeded"
