@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from flowlog.observability import hooks, logs, tracing
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,19 @@ class LivePublisher:
         self.enabled = enabled
         self._redis: Any = None
 
-    async def publish(self, changes: list[StatusChange]) -> None:
+    async def publish(self, changes: list[StatusChange],
+                      parents: dict[str, tracing.Headers] | None = None) -> None:
+        """Publish the changes of one committed batch; ``parents`` (execution id -> trace
+        headers of the projector's span) makes each publish a span of that trace."""
         if not self.enabled or not changes:
             return
+        spans: hooks.Projected = []
+        for c in changes:
+            headers = (parents or {}).get(c.execution_id)
+            spans.append((c, tracing.begin("projector live", headers, {
+                "flowlog.execution_id": c.execution_id, "flowlog.status": c.status},
+                execution_id=c.execution_id)))
+        failed: BaseException | None = None
         try:
             if self._redis is None:
                 import redis.asyncio as aioredis
@@ -71,8 +82,19 @@ class LivePublisher:
                 pipe.publish(everyone, msg)
             await pipe.execute()
         except Exception as exc:
+            failed = exc
             log.warning("live status not published (%s); readers fall back to the tables", exc)
             await self.close()
+        finally:
+            debug = log.isEnabledFor(logging.DEBUG)
+            for c, hop in spans:
+                if failed is not None:
+                    hop.error(failed)
+                hop.end()
+                if debug:
+                    with logs.execution(c.execution_id, c.workflow_id, c.tenant, hop.trace_id):
+                        log.debug("live: %s %s (seq %s)", "not published" if failed
+                                  else "published", c.status, c.seq)
 
     async def close(self) -> None:
         if self._redis is not None:

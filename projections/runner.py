@@ -22,6 +22,9 @@ How, in order of what can go wrong:
   with backoff and seeks to the stored offsets again.
 * After a commit: each changed execution's status is published on Redis (see
   `projections.live`), and the lag gauges are set.
+* Traces: each execution-events record applied gets a span ``projector <name>``, a child
+  of the decision that wrote it (its ``traceparent`` header), from the batch's start to
+  its commit; the live publish continues it. Debug lines per record carry its trace id.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from flowlog.schemas.codec import Codec
 from flowlog.schemas.errors import ContractError
 from flowlog.schemas.guard import DecodeGuard
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,7 @@ class ProjectorRunner:
         self.keep_lag_samples = False
         self.committed = asyncio.Event()  # set after every commit (tests wait on it)
         self.assigned_at: float | None = None  # perf_counter at the first seek (benchmarks)
+        self.events_topic = pk.topic_name(settings, "execution-events")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._connect_db(stop)
@@ -235,9 +240,13 @@ class ProjectorRunner:
 
     async def _apply(self, batches: dict[TopicPartition, list[Any]],
                      stop: asyncio.Event) -> None:
+        name = self.projector.name
+        spans = hooks.project(name, (m for tp, msgs in batches.items()
+                                     if tp.topic == self.events_topic for m in msgs))
         try:
             outcome = await self.projector.apply(batches)
         except Exception as exc:
+            hooks.projected(spans, log, name, exc)
             self.stats["failed_batches"] += 1
             log.warning("projector %s: batch rolled back (%s: %s); resuming from the stored "
                         "offsets", self.projector.name, type(exc).__name__, exc)
@@ -245,6 +254,7 @@ class ProjectorRunner:
             await self._connect_db(stop)
             self.resync = True
             return
+        hooks.projected(spans, log, name)
         now = time.time()
         if outcome.skipped:
             # another member was further on (a rebalance overlapped): what it applied is
@@ -263,7 +273,7 @@ class ProjectorRunner:
         self.committed.set()
         self.committed = asyncio.Event()
         if outcome.changes:
-            await self.publisher.publish(outcome.changes)
+            await self.publisher.publish(outcome.changes, hooks.trace_parents(spans))
 
 
 def now_utc() -> datetime:

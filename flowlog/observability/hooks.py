@@ -16,8 +16,9 @@ with ``end_current`` when ``leave(scope, end=False)`` handed it over.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flowlog.observability import logs, metrics, tracing
@@ -89,6 +90,62 @@ def headers_for(execution_id: str) -> list[tuple[str, bytes]] | None:
     if tracing._STATE.tracer is None:
         return None
     return [(tracing.TRACEPARENT, tracing.execution_traceparent(execution_id))]
+
+
+# --- projectors: one span per record applied ---------------------------------------------
+
+#: (record, its hop) of one projector batch
+Projected = list[tuple[Any, tracing.Hop]]
+
+
+def project(projection: str, msgs: Iterable[Any]) -> Projected:
+    """Begin the span of each record a projector is about to apply: ``projector <name>``, a
+    child of the record's ``traceparent`` (the orchestrator's decision that wrote it), or of
+    its execution's own trace when it carries none; attribute ``flowlog.execution_id``.
+
+    The spans are not made current (a batch holds many executions); ``projected`` ends
+    them when the batch's transaction is over. Unsampled or untraced: no SDK call.
+    """
+    name = f"projector {projection}"
+    out: Projected = []
+    for msg in msgs:
+        key = getattr(msg, "key", None)
+        execution_id = key.decode(errors="replace") if key else None
+        hop = tracing.begin(name, getattr(msg, "headers", None), {
+            "flowlog.execution_id": execution_id or "", "flowlog.projection": projection,
+            "messaging.kafka.partition": msg.partition, "messaging.kafka.offset": msg.offset,
+        }, execution_id=execution_id)
+        out.append((msg, hop))
+    return out
+
+
+def projected(hops: Projected, logger: logging.Logger, projection: str,
+              error: BaseException | None = None) -> None:
+    """End a batch's record spans (marked failed with ``error``: rolled back) and, at debug
+    level, log one line per record bound to its execution and trace."""
+    debug = logger.isEnabledFor(logging.DEBUG)
+    for msg, hop in hops:
+        if error is not None:
+            hop.error(error)
+        hop.end()
+        if debug:
+            key = getattr(msg, "key", None)
+            with logs.execution(key.decode(errors="replace") if key else None,
+                                trace_id=hop.trace_id):
+                logger.debug("projector %s: %s %s[%s]@%s", projection,
+                             "rolled back" if error is not None else "applied",
+                             msg.topic, msg.partition, msg.offset)
+
+
+def trace_parents(hops: Projected) -> dict[str, tracing.Headers]:
+    """Execution id -> trace headers of its last record's span in a batch (what a step
+    after the commit, the live status publish, continues)."""
+    out: dict[str, tracing.Headers] = {}
+    for msg, hop in hops:
+        key = getattr(msg, "key", None)
+        if key and hop.headers:
+            out[key.decode(errors="replace")] = hop.headers
+    return out
 
 
 def watch_breakers(runner: Any) -> None:

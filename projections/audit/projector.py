@@ -11,6 +11,9 @@ seqs again) are skipped by seq; a record that does not decode, or whose seqs lea
 is quarantined with the reason and its offset still recorded: the loop never stops on a
 bad record. Records of `commands` are kept with who sent them and why (the command
 gateway's `flowlog-actor` and `flowlog-reason` headers), the same way.
+
+Each record stored gets a span ``projector audit``, a child of its ``traceparent`` (the
+decision or command that wrote it), ended when its transaction is over.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from flowlog.projections.audit.store import AuditStore, CommandRow, IndexRow
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.schemas.topics import TopicCatalog
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -221,9 +225,12 @@ class Runner:
                         continue
                     apply = self.projector.apply if tp.topic == self.topic else \
                         self.projector.apply_commands
+                    spans = hooks.project("audit", msgs)
                     try:
                         await asyncio.to_thread(apply, tp.topic, tp.partition, msgs)
-                    except Exception:
+                        hooks.projected(spans, log, "audit")
+                    except Exception as exc:
+                        hooks.projected(spans, log, "audit", exc)
                         log.exception("audit: storing %s[%s] @%s failed; retrying from the "
                                       "stored offset", tp.topic, tp.partition, msgs[0].offset)
                         await self.seek_stored([tp])

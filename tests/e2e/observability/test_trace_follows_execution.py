@@ -1,16 +1,25 @@
 """One trace follows an execution through the roles: the in-memory exporter's spans of the
-orchestrator, dispatcher and executor share one trace id and chain parent to child, and
-the roles' JSON log lines carry that trace id with the execution's id."""
+orchestrator, dispatcher, executor and projectors (read model, analytics, audit, live
+status) share one trace id and chain parent to child, and the roles' and projectors' JSON
+log lines carry that trace id with the execution's id."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from flowlog.projections.audit.projector import Runner as AuditRunner
+from flowlog.projections.audit.store import AuditStore
+from flowlog.projections.live import LivePublisher
+from flowlog.projections.migrate import migrate
+from flowlog.projections.runner import ProjectorRunner
+from flowlog.projections.worker import make_projector
+from flowlog.schemas.topics import TopicCatalog, apply_topics
 
 from flowlog.observability import logs, tracing
 from flowlog.settings import Settings
@@ -34,6 +43,28 @@ def observed(engine_settings: Settings) -> Iterator[tuple[Any, io.StringIO]]:
         root.setLevel(saved[1])
 
 
+@pytest.fixture
+async def projectors(engine_settings: Settings, pg_schema: str,
+                     redis_url: str) -> AsyncIterator[Settings]:
+    """The read model (with live status on Redis), analytics and audit projectors."""
+    s = engine_settings.model_copy(update={"pg_schema": pg_schema, "redis_url": redis_url})
+    await asyncio.to_thread(apply_topics, TopicCatalog.from_settings(s), s.bootstrap_servers)
+    await asyncio.to_thread(migrate, s, pg_schema)
+    store = await asyncio.to_thread(AuditStore, s, pg_schema)
+    stop = asyncio.Event()
+    runners: list[Any] = [
+        ProjectorRunner(s, make_projector("readmodel", s), LivePublisher(s)),
+        ProjectorRunner(s, make_projector("analytics", s), LivePublisher(s, enabled=False))]
+    tasks = [asyncio.create_task(r.run(stop)) for r in runners]
+    tasks.append(asyncio.create_task(AuditRunner(s, store).serve(stop)))
+    try:
+        yield s
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        store.close()
+
+
 def _spans(exporter: Any, trace_id: str) -> list[Any]:
     return [s for s in exporter.get_finished_spans()
             if format(s.context.trace_id, "032x") == trace_id]
@@ -44,7 +75,8 @@ def _lines(out: io.StringIO) -> list[dict[str, Any]]:
 
 
 async def test_an_execution_without_outside_context_is_one_trace(
-        make_engine: Callable[..., Any], observed: tuple[Any, io.StringIO]) -> None:
+        make_engine: Callable[..., Any], observed: tuple[Any, io.StringIO],
+        projectors: Settings) -> None:
     exporter, out = observed
     engine = await make_engine()
     try:
@@ -72,9 +104,37 @@ async def test_an_execution_without_outside_context_is_one_trace(
     assert {s.attributes.get("flowlog.node_id") for s in spans
             if s.name == "executor task"} == {"A", "B", "C", "D", "E"}
 
+    # the projectors: one span per execution-events record (= per decision), each a child
+    # of the decision that wrote it; the live status publish continues the read model's
+    records = len({e["causation_id"] for e in events})
+    projections = ("projector readmodel", "projector analytics", "projector audit")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        spans = _spans(exporter, trace_id)
+        names = [s.name for s in spans]
+        if (all(names.count(p) >= records for p in projections)
+                and any(s.name == "projector live"
+                        and s.attributes.get("flowlog.status") == "succeeded" for s in spans)):
+            break
+        assert loop.time() < deadline, (
+            f"projector spans of {trace_id} after 60 s: "
+            f"{ {p: names.count(p) for p in (*projections, 'projector live')} }, "
+            f"{records} records expected each")
+        await asyncio.sleep(0.1)
+    by_id = {s.context.span_id: s for s in spans}
+    for span in (s for s in spans if s.name in projections):
+        assert span.attributes["flowlog.execution_id"] == execution_id
+        assert by_id[span.parent.span_id].name.startswith("orchestrator decide")
+    for span in (s for s in spans if s.name == "projector live"):
+        assert span.attributes["flowlog.execution_id"] == execution_id
+        assert by_id[span.parent.span_id].name == "projector readmodel"
+
     lines = [ln for ln in _lines(out) if ln.get("trace_id") == trace_id]
     loggers = {ln["logger"] for ln in lines}
-    assert {"flowlog.streams.runtime.orchestrator", "flowlog.streams.runtime.executor"} <= loggers
+    assert {"flowlog.streams.runtime.orchestrator", "flowlog.streams.runtime.executor",
+            "flowlog.projections.runner", "flowlog.projections.audit.projector",
+            "flowlog.projections.live"} <= loggers
     for line in lines:
         assert line["execution_id"] == execution_id
         assert line["process"] == "e2e-trace"
