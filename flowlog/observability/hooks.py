@@ -149,12 +149,13 @@ def trace_parents(hops: Projected) -> dict[str, tracing.Headers]:
 
 
 def watch_breakers(runner: Any) -> None:
-    """``flowlog_open_breakers`` reads the runner's breakers when scraped."""
-    breakers = getattr(getattr(getattr(runner, "limits", None), "breakers", None),
-                       "_by_target", None)
-    if isinstance(breakers, dict):
-        OPEN_BREAKERS.set_function(
-            lambda: float(sum(1 for b in list(breakers.values()) if b.state != "closed")))
+    """``flowlog_open_breakers`` asks the runner's breakers when scraped (``open_count``:
+    the process's own breakers, or, with the Redis store, the shared state of the targets
+    this process has called)."""
+    breakers = getattr(getattr(runner, "limits", None), "breakers", None)
+    count = getattr(breakers, "open_count", None)
+    if callable(count):
+        OPEN_BREAKERS.set_function(lambda: float(count()))
 
 
 # --- metrics the roles call (no-ops when counting is off) ----------------------------------

@@ -111,6 +111,8 @@ class Breakers(Protocol):
     async def record_success(self, target: str) -> None: ...
     async def record_failure(self, target: str) -> None: ...
     async def record_neutral(self, target: str) -> None: ...
+    def open_count(self) -> int:
+        """Breakers open or half-open now (the ``flowlog_open_breakers`` gauge)."""
     async def aclose(self) -> None: ...
 
 
@@ -152,6 +154,10 @@ class LocalBreakers:
 
     async def record_neutral(self, target: str) -> None:
         self.get(target).record_neutral()
+
+    def open_count(self) -> int:
+        """Breakers open or half-open now (``flowlog_open_breakers``; any thread)."""
+        return sum(1 for b in list(self._by_target.values()) if b.state != "closed")
 
     async def aclose(self) -> None:
         return None
@@ -234,6 +240,9 @@ class RedisBreakers:
         self._checked = False
         self._lock = asyncio.Lock()
         self._warned = False
+        #: targets this process has asked about (whose shared state the gauge reads)
+        self.seen: set[str] = set()
+        self._sync: Any = None  # a blocking client for the metrics thread's reads
 
     @property
     def backend(self) -> str:
@@ -267,6 +276,7 @@ class RedisBreakers:
             await self._connect()
         if self._redis is None:
             return None
+        self.seen.add(target)
         try:
             verdict, retry_in, failures = await self._script(
                 keys=[f"{self._prefix}breaker:{target}"],
@@ -302,10 +312,38 @@ class RedisBreakers:
         if await self._run("neutral", target) is None:
             await self.local.record_neutral(target)
 
+    def open_count(self) -> int:
+        """Breakers open or half-open now (``flowlog_open_breakers``), read when scraped
+        (from the metrics thread: a blocking client, 1 s timeout): the shared state in
+        Redis of every target this process has called (whoever opened it; an expired key
+        is closed), plus this process's own breakers for calls Redis did not answer.
+        Redis not answering the read: the own breakers alone."""
+        own = self.local.open_count()
+        targets = sorted(self.seen)
+        if self._redis is None or not targets:
+            return own
+        try:
+            if self._sync is None:
+                import redis
+
+                self._sync = redis.Redis.from_url(self._url, socket_connect_timeout=1.0,
+                                                  socket_timeout=1.0)
+            pipe = self._sync.pipeline(transaction=False)
+            for target in targets:
+                pipe.hget(f"{self._prefix}breaker:{target}", "state")
+            states = pipe.execute()
+        except Exception as exc:
+            log.debug("breakers: reading the shared state for the gauge failed: %s", exc)
+            return own
+        return own + sum(1 for st in states if st is not None and st != b"closed")
+
     async def aclose(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
 
 
 def breakers_for(settings: Any, *, clock: Callable[[], float] = time.monotonic) -> Breakers:
