@@ -4,9 +4,10 @@ Both `streams/` (the engine) and `projections/` (the read side) import this modu
 the only place that knows both shapes, and nothing else builds a wire record by hand.
 
 * Mapping: Avro record dicts (as the codec reads and writes them) to the aggregate's
-  inputs and events, and back. The hot path works on the codec's plain dicts (no pydantic
-  per event): JSON-valued fields travel as canonical JSON text, timestamps as aware
-  datetimes.
+  inputs and events, and back, driven by one table (`SPECS`) derived from the contract's
+  declarations (`flowlog.schemas.domaingen.domain_specs`): no per-event code. The hot path
+  works on the codec's plain dicts (no pydantic per event): JSON-valued fields travel as
+  canonical JSON text, timestamps as aware datetimes.
 * Derived ids: every record derived from another gets an id derived from what caused it
   (`task_event_id`, `result_event_id`, `timer_fired_event_id`, `admitted_event_id`, next
   to `execution_event_id`), so a re-derived record is the same record.
@@ -18,7 +19,7 @@ Pure: no I/O, no clock (times are passed in). The domain modules never import it
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,26 +27,23 @@ import orjson
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution import inputs as dinp
 from flowlog.aggregates.execution.jsonvalue import error_from
-from flowlog.schemas.events import EVENT_TYPES
+from flowlog.schemas.domainform import NO_DEFAULT
+from flowlog.schemas.domaingen import FieldSpec, TypeSpec, domain_specs
 from flowlog.schemas.ids import execution_event_id as execution_event_id  # re-exported
 from flowlog.schemas.ids import flowlog_uuid5
 from flowlog.schemas.model import canonical_json
 
 _ENVELOPE = ("event_id", "event_type", "occurred_at", "execution_id", "workflow_id",
              "workflow_version", "seq", "correlation_id", "causation_id", "tenant")
-#: JSON-valued fields per Avro event name (from the contract's pydantic types).
+#: the domain forms of every execution event and input, from the contract's declarations
+#: (the pydantic models and their ``domain_forms``, schemas/domainform.py)
+SPECS: dict[str, dict[str, TypeSpec]] = domain_specs()
+#: JSON-valued domain fields per event type (canonical JSON text on the wire)
 JSON_FIELDS: dict[str, tuple[str, ...]] = {
-    name: cls._json_fields for name, cls in EVENT_TYPES.items()
+    name: tuple(f.name for f in spec.fields if f.wire == "json")
+    for kind in SPECS.values() for name, spec in kind.items()
 }
-_NULLABLE_JSON: dict[str, set[str]] = {
-    name: {f for f in cls._json_fields
-           if type(None) in getattr(cls.model_fields[f].annotation, "__args__", ())}
-    for name, cls in EVENT_TYPES.items()
-}
-_DOMAIN_FIELDS: dict[str, tuple[str, ...]] = {
-    name: tuple(f.name for f in fields(cls)) for name, cls in dev.EVENT_TYPES.items()
-}
-_ERROR_FIELDS = ("error",)
+INPUT_NAMES = frozenset(SPECS["input"])
 
 
 class WireError(ValueError):
@@ -103,22 +101,69 @@ def error_in(err: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if err is None else error_from(err)
 
 
+# --- the mapping table: one converter per wire kind (schemas/domaingen.FieldSpec.wire) ----
+#
+# Special cases are declared, not coded per event: JSON-valued fields (canonical JSON text ⇄
+# a JSON value; a wire-nullable one keeps null), the error value (`ErrorInfo` ⇄ `error_from`,
+# retryable unless it says otherwise), Avro enums (⇄ text) and arrays of records (⇄ a tuple
+# of dicts). Claim checks are framing below this mapping: the codec (schemas/claimcheck.py)
+# fetches the blob and hands over the full record, so no mapping entry knows them.
+
+_Conv = Callable[[Any], Any]
+
+
+def _records_in(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _records_out(value: Any) -> list[Any]:
+    return list(value)
+
+
+_TO_DOMAIN: dict[str, _Conv | None] = {
+    "plain": None, "json": _json_in, "error": error_in, "enum": str, "records": _records_in,
+}
+_TO_WIRE: dict[str, _Conv | None] = {
+    "plain": None, "json": canonical_json, "error": error_out, "enum": None,
+    "records": _records_out,
+}
+
+
+def _default_of(f: FieldSpec) -> Any:
+    if f.factory is not None:
+        return {"dict": dict, "list": list, "tuple": tuple}[f.factory]()
+    return f.default
+
+
+def _out_table(spec: TypeSpec) -> tuple[tuple[str, _Conv | None, bool], ...]:
+    """(field, domain → wire converter, keep None as null) per domain field."""
+    return tuple((f.name, _TO_WIRE[f.wire], f.wire_nullable or f.wire != "json")
+                 for f in spec.fields)
+
+
+def _to_record(name: str, obj: Any, table: tuple[tuple[str, _Conv | None, bool], ...]
+               ) -> dict[str, Any]:
+    out: dict[str, Any] = {"event_type": name}
+    for f, conv, null_stays in table:
+        value = getattr(obj, f)
+        if conv is not None and (value is not None or not null_stays):
+            value = conv(value)
+        out[f] = value
+    return out
+
+
 # --- domain events ⇄ Avro records --------------------------------------------------------
+
+_EVENT_OUT = {name: _out_table(spec) for name, spec in SPECS["event"].items()}
+_EVENT_IN: dict[str, tuple[type[dev.ExecutionEvent], tuple[tuple[str, _Conv | None], ...]]] = {
+    name: (dev.EVENT_TYPES[name], tuple((f.name, _TO_DOMAIN[f.wire]) for f in spec.fields))
+    for name, spec in SPECS["event"].items()
+}
+
 
 def event_to_record(event: dev.ExecutionEvent) -> dict[str, Any]:
     """A domain execution event as the Avro record of the same name."""
-    name = event.event_type
-    out: dict[str, Any] = {"event_type": name}
-    for f in _DOMAIN_FIELDS[name]:
-        out[f] = getattr(event, f)
-    nullable = _NULLABLE_JSON[name]
-    for f in JSON_FIELDS[name]:
-        value = out[f]
-        if value is not None or f not in nullable:
-            out[f] = canonical_json(value)
-    if "error" in out:
-        out["error"] = error_out(out["error"])
-    return out
+    return _to_record(event.event_type, event, _EVENT_OUT[event.event_type])
 
 
 def batch_record(events: list[dev.ExecutionEvent], causation_id: str | None) -> dict[str, Any]:
@@ -136,15 +181,14 @@ def batch_record(events: list[dev.ExecutionEvent], causation_id: str | None) -> 
 def record_to_event(record: dict[str, Any]) -> dev.ExecutionEvent:
     """An Avro execution-event record (from a decoded batch) as a domain event."""
     name = record["event_type"]
-    cls = dev.EVENT_TYPES.get(name)
-    if cls is None:
+    entry = _EVENT_IN.get(name)
+    if entry is None:
         raise WireError(f"{name} is not an execution event")
-    kwargs = {f: record.get(f) for f in _DOMAIN_FIELDS[name]}
-    for f in JSON_FIELDS[name]:
-        if f in kwargs:
-            kwargs[f] = _json_in(kwargs[f])
-    if kwargs.get("error") is not None:
-        kwargs["error"] = error_in(kwargs["error"])
+    cls, table = entry
+    kwargs: dict[str, Any] = {}
+    for f, conv in table:
+        value = record.get(f)
+        kwargs[f] = value if conv is None or value is None else conv(value)
     return cls(**kwargs)
 
 
@@ -155,9 +199,12 @@ def batch_events(record: dict[str, Any]) -> list[dev.ExecutionEvent]:
 
 # --- inputs -------------------------------------------------------------------------------
 
-INPUT_NAMES = frozenset({"TriggerReceived", "CancelRequested", "RetryNodeRequested",
-                         "ResumeRequested", "EventReceived", "NodeResultReported",
-                         "TimerFired", "ExecutionAdmitted"})
+#: per input: (class, (field, wire → domain converter, default when null or absent))
+_INPUT_IN: dict[str, tuple[type[dinp.Input], tuple[tuple[str, _Conv | None, FieldSpec], ...]]] = {
+    name: (dinp.INPUT_TYPES[name], tuple((f.name, _TO_DOMAIN[f.wire], f) for f in spec.fields))
+    for name, spec in SPECS["input"].items()
+}
+_INPUT_OUT = {name: _out_table(spec) for name, spec in SPECS["input"].items()}
 
 
 def record_to_input(name: str, r: dict[str, Any], workflow_version: int | None = None
@@ -165,42 +212,45 @@ def record_to_input(name: str, r: dict[str, Any], workflow_version: int | None =
     """An orchestrator input record (already decoded and validated) as a domain input.
 
     ``workflow_version`` overrides a trigger's version (0 in a trigger means "the newest").
+    A field the record holds as null (or lacks) takes the domain's default; a required one
+    is a `WireError` naming it.
     """
-    eid = r["event_id"]
-    if name == "TriggerReceived":
-        inp = _json_in(r.get("input"))
-        return dinp.TriggerReceived(
-            event_id=eid, execution_id=r["execution_id"], workflow_id=r["workflow_id"],
-            workflow_version=workflow_version if workflow_version is not None
-            else r["workflow_version"],
-            source=str(r.get("source") or "manual"), input=inp if inp is not None else {},
-            dedup_key=r.get("dedup_key"), correlation_id=r.get("correlation_id"),
-            tenant=r.get("tenant") or "default")
-    if name == "NodeResultReported":
-        return dinp.NodeResultReported(
-            event_id=eid, node_id=r["node_id"], attempt=r["attempt"], status=str(r["status"]),
-            output=_json_in(r.get("output")), error=error_in(r.get("error")),
-            task_key=r["task_key"],
-            started_at=r.get("started_at"), finished_at=r.get("finished_at"),
-            model_calls=tuple(r.get("model_calls") or ()),
-            tool_calls=tuple(r.get("tool_calls") or ()))
-    if name == "TimerFired":
-        return dinp.TimerFired(event_id=eid, timer_id=r["timer_id"], kind=str(r["kind"]),
-                               node_id=r.get("node_id"), attempt=r.get("attempt"),
-                               due_at=r.get("due_at"))
-    if name == "CancelRequested":
-        return dinp.CancelRequested(event_id=eid, reason=r.get("reason") or "")
-    if name == "RetryNodeRequested":
-        return dinp.RetryNodeRequested(event_id=eid, node_id=r["node_id"],
-                                       reason=r.get("reason") or "")
-    if name == "ResumeRequested":
-        return dinp.ResumeRequested(event_id=eid, reason=r.get("reason") or "")
-    if name == "EventReceived":
-        return dinp.EventReceived(event_id=eid, event_name=r["event_name"],
-                                  payload=_json_in(r.get("payload")), node_id=r.get("node_id"))
-    if name == "ExecutionAdmitted":
-        return dinp.ExecutionAdmitted(event_id=eid)
-    raise WireError(f"{name} is not an orchestrator input")
+    entry = _INPUT_IN.get(name)
+    if entry is None:
+        raise WireError(f"{name} is not an orchestrator input")
+    cls, table = entry
+    kwargs: dict[str, Any] = {}
+    for f, conv, spec in table:
+        value = r.get(f)
+        if value is None and spec.required and not spec.wire_nullable:
+            raise WireError(f"{name}.{f} is missing: the record must carry it")
+        if value is not None and conv is not None:
+            value = conv(value)  # JSON text "null" becomes None: then the default holds too
+        if value is None and not spec.required:
+            value = _default_of(spec)
+        kwargs[f] = value
+    if workflow_version is not None and "workflow_version" in kwargs:
+        kwargs["workflow_version"] = workflow_version
+    return cls(**kwargs)
+
+
+def input_to_record(inp: dinp.Input, **wire: Any) -> dict[str, Any]:
+    """The Avro record of a domain input; ``wire`` gives the fields the domain leaves out
+    (the envelope: ``execution_id``, ``workflow_id``, ``occurred_at``, ...). Those not
+    given take their wire default; a required one missing is a `WireError`."""
+    name = inp.event_type
+    table = _INPUT_OUT.get(name)
+    if table is None:
+        raise WireError(f"{name} is not an orchestrator input")
+    out: dict[str, Any] = {}
+    for f, default in SPECS["input"][name].wire_only:
+        if f in wire:
+            out[f] = wire[f]
+        elif default is NO_DEFAULT:
+            raise WireError(f"{name}.{f}: the domain input lacks it; pass {f}=...")
+        else:
+            out[f] = default
+    return {**out, **_to_record(name, inp, table)}
 
 
 def envelope(event_type: str, *, event_id: str, execution_id: str, workflow_id: str,

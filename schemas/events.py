@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
+from flowlog.schemas.domainform import (
+    EVENT_FORM,
+    DomainField,
+    DomainForm,
+    input_form,
+)
 from flowlog.schemas.errors import EventValidationError
 from flowlog.schemas.execution_events import (
     AgentModelCalled,
@@ -56,6 +62,13 @@ class TriggerReceived(Event):
 
     topic: ClassVar[str] = "triggers"
     derived_fields: ClassVar[tuple[str, ...]] = ("execution_id",)
+    #: the state knows nothing yet: a trigger carries what starts one
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(
+        order=("event_id", "execution_id", "workflow_id", "workflow_version", "source",
+               "input", "dedup_key", "correlation_id", "tenant"),
+        source=DomainField(default="manual"),
+        input=DomainField(type="dict[str, Any]", factory="dict"),
+        doc="Starts an execution of `workflow_id` at the pinned `workflow_version`."),)
     event_type: Literal["TriggerReceived"] = "TriggerReceived"
     source: TriggerSource
     input: Json
@@ -88,6 +101,8 @@ class TriggerReceived(Event):
 
 class CancelRequested(Event):
     topic: ClassVar[str] = "commands"
+    #: who asked is audit data (the audit tools read it from the record): no decision uses it
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(omit=("requested_by",)),)
     event_type: Literal["CancelRequested"] = "CancelRequested"
     reason: str = ""
     requested_by: str | None = Field(
@@ -96,6 +111,10 @@ class CancelRequested(Event):
 
 class RetryNodeRequested(Event):
     topic: ClassVar[str] = "commands"
+    #: who asked is audit data (the audit tools read it from the record): no decision uses it
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(
+        omit=("requested_by",),
+        doc="Retry a dead-lettered node (by hand or from the dead-letter bridge)."),)
     event_type: Literal["RetryNodeRequested"] = "RetryNodeRequested"
     node_id: str
     reason: str = ""
@@ -105,6 +124,10 @@ class RetryNodeRequested(Event):
 
 class ResumeRequested(Event):
     topic: ClassVar[str] = "commands"
+    #: who asked is audit data (the audit tools read it from the record): no decision uses it
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(
+        omit=("requested_by",),
+        doc="Resolve open incidents by continuing past the dead-lettered nodes (output null)."),)
     event_type: Literal["ResumeRequested"] = "ResumeRequested"
     reason: str = ""
     requested_by: str | None = Field(
@@ -115,6 +138,7 @@ class EventReceived(Event):
     """An outside event for ``wait`` nodes waiting on ``event_name`` (optionally one node)."""
 
     topic: ClassVar[str] = "commands"
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(),)
     event_type: Literal["EventReceived"] = "EventReceived"
     event_name: str
     payload: Json | None = None
@@ -125,11 +149,22 @@ class ExecutionAdmitted(Event):
     """Flow control freed a slot: start the queued execution (written by the timers role)."""
 
     topic: ClassVar[str] = "commands"
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(
+        doc="Flow control freed a slot for a queued execution: start it."),)
     event_type: Literal["ExecutionAdmitted"] = "ExecutionAdmitted"
 
 
 class NodeResultReported(Event):
     topic: ClassVar[str] = "node-results"
+    #: the domain accepts a result without task key and times (domain tests, recorded
+    #: histories); the wire always carries them
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (input_form(
+        order=("event_id", "node_id", "attempt", "status", "output", "error", "task_key",
+               "started_at", "finished_at", "model_calls", "tool_calls"),
+        task_key=DomainField(default=""),
+        started_at=DomainField(type="datetime | None", default=None),
+        finished_at=DomainField(type="datetime | None", default=None),
+        doc="An executor's report for one node attempt: `started`, `succeeded` or `failed`."),)
     event_type: Literal["NodeResultReported"] = "NodeResultReported"
     node_id: str
     attempt: Int32
@@ -160,6 +195,10 @@ class TimerFired(Event):
     """A due timer: an input on ``timers`` and, with ``seq``, an execution event."""
 
     topic: ClassVar[str] = "timers"
+    #: an execution event (with seq) and an input; as an input the domain accepts it without
+    #: due_at (domain tests), the wire always carries it
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (
+        EVENT_FORM, input_form(due_at=DomainField(type="datetime | None", default=None)))
     event_type: Literal["TimerFired"] = "TimerFired"
     timer_id: str
     kind: TimerKind

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
 
 import orjson
+from flowlog.schemas.domainform import DomainForm
 from flowlog.schemas.errors import MISSING, EventValidationError
 from flowlog.schemas.ids import new_event_id
 from pydantic import (
@@ -78,6 +79,8 @@ class Event(Record):
     _json_fields: ClassVar[tuple[str, ...]] = ()
     #: Fields a validator fills in when absent (reported only if nothing else is wrong).
     derived_fields: ClassVar[tuple[str, ...]] = ()
+    #: How the domain sees this type (schemas/domainform.py); none: the domain does not.
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = ()
 
     event_id: UuidStr = Field(default_factory=new_event_id, description="see docs/events.md")
     event_type: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
+from flowlog.schemas.domainform import EVENT_FORM, DomainForm
 from flowlog.schemas.errors import EventValidationError
 from flowlog.schemas.model import Event, Long, Record
 from pydantic import AwareDatetime, model_validator
@@ -64,6 +65,7 @@ class ExecutionEvent(Event):
     """An event of the execution's own history (topic execution-events): ``seq`` is set."""
 
     topic: ClassVar[str] = "execution-events"
+    domain_forms: ClassVar[tuple[DomainForm, ...]] = (EVENT_FORM,)
 
     @model_validator(mode="after")
     def _needs_seq(self) -> ExecutionEvent:

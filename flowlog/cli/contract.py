@@ -60,10 +60,12 @@ def schemas_check(
         help="Changed or new .avsc files to check against every kept version of their name."
     )] = None,
 ) -> None:
-    """Prove the contract holds: Python types match the newest .avsc, and every kept
+    """Prove the contract holds: Python types match the newest .avsc, the generated domain
+    classes (aggregates/execution/_generated_*.py) match their declarations, and every kept
     version reads every other (Avro resolution, both ways). Explains each failure."""
     from flowlog.schemas.avrogen import drift
     from flowlog.schemas.compat import check_candidate, check_versions
+    from flowlog.schemas.domaingen import module_drift
     from flowlog.schemas.registry import SchemaCatalog
 
     catalog = SchemaCatalog.load()
@@ -77,6 +79,7 @@ def schemas_check(
                                 "JSON record schema with a `name` and `fields`.")
     else:
         failures += drift(catalog.newest_schemas())
+        failures += module_drift()
         failures += [i.explain() for i in check_versions(catalog)]
     if failures:
         err.print(f"[red]{len(failures)} problem(s):[/red]")
@@ -87,19 +90,27 @@ def schemas_check(
                   "enum has a default. Every released version stays in schemas/avro/.")
         raise typer.Exit(1)
     checked = len(candidates) if candidates else sum(len(v) for v in catalog.versions.values())
-    console.print(f"[green]ok[/green]: {checked} schema version(s) compatible, types match.")
+    console.print(f"[green]ok[/green]: {checked} schema version(s) compatible, types match"
+                  + ("." if candidates else ", generated domain classes up to date."))
 
 
 @schemas_app.command("generate")
 def schemas_generate() -> None:
-    """Write the next version of every schema whose Python type changed (never edits old ones)."""
+    """Write the next version of every schema whose Python type changed (never edits old ones)
+    and rewrite the domain's generated event and input classes
+    (aggregates/execution/_generated_*.py) from the same declarations. Deterministic."""
+    from flowlog.schemas.domaingen import write_modules
     from flowlog.schemas.registry import write_new_versions
 
+    modules = write_modules()
+    for path in modules:
+        console.print(f"wrote {path} (generated domain classes)")
     written = write_new_versions()
     for path in written:
         console.print(f"wrote {path}")
     if not written:
-        console.print("no changes: every Python type matches its newest .avsc")
+        console.print("no changes: every Python type matches its newest .avsc"
+                      + ("" if modules else ", every generated module is up to date"))
     else:
         console.print("now run `flowlog schemas check` to prove the new versions are compatible")
 
