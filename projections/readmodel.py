@@ -50,6 +50,7 @@ from flowlog.projections.runner import (
     decode_events,
     reject_row,
 )
+from flowlog.projections.search_attributes_store import mark_pending
 from flowlog.projections.sql import (
     LOCK_OFFSETS_PG,
     READ_OFFSETS_PG,
@@ -287,6 +288,9 @@ class ReadModelProjector(Projector):
         r = work.result
         await write_rows(conn, "workflow_executions",
                          [work.rows.executions[i] for i in r.executions])
+        if r.executions:  # search attributes' live path: queue them for evaluation
+            await mark_pending(conn, [(i, work.rows.executions[i]["last_seq"])
+                                      for i in r.executions])
         await write_rows(conn, "node_runs", [work.rows.node_runs[k] for k in r.node_runs])
         await write_rows(conn, "execution_events", r.events)
         await write_rows(conn, "triggers", r.triggers)
