@@ -41,6 +41,13 @@ def enter(name: str, msg: Any, *, root: bool = False,
     return logs.enter_context(Scope(execution_id, None, None, hop.trace_id, hop))
 
 
+def enter_execution(name: str, execution_id: str) -> Scope:
+    """Begin a hop with no input record (a timer the processor fires from its own state):
+    a span in the execution's own trace, and its log context."""
+    hop = tracing.begin(name, None, None, execution_id=execution_id)
+    return logs.enter_context(Scope(execution_id, None, None, hop.trace_id, hop))
+
+
 def describe(workflow_id: str | None, tenant: str | None = None,
              event_type: str | None = None) -> None:
     """Add the decoded workflow and tenant to the current record's log context (and the
@@ -175,15 +182,17 @@ def quarantined(role: str) -> None:
         metrics.QUARANTINED.labels(role).inc()
 
 
-_DECISION = metrics.DECISION_LATENCY.labels("orchestrator")
+_DECISION = {role: metrics.DECISION_LATENCY.labels(role)
+             for role in ("orchestrator", "processor")}
 
 
-def decided(events: list[object], workflow_id: str, input_timestamp_ms: int | None) -> None:
+def decided(events: list[object], workflow_id: str, input_timestamp_ms: int | None,
+            role: str = "orchestrator") -> None:
     """One decision: its latency from the input's Kafka timestamp, its notable events."""
     if not COUNTING:
         return
     if input_timestamp_ms:
-        _DECISION.observe(max(0.0, time.time() - input_timestamp_ms / 1000))
+        _DECISION[role].observe(max(0.0, time.time() - input_timestamp_ms / 1000))
     metrics.count_decision(events, workflow_id)
 
 

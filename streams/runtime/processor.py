@@ -73,6 +73,7 @@ from flowlog.streams.runtime.processor_state import PartitionState
 from flowlog.streams.runtime.registry import RegistryFollower
 from flowlog.streams.runtime.taskrender import TaskRenderer
 
+from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ INPUT_TOPICS = ("triggers", "commands", "node-results", "timers")
 SNAPSHOTS = "processor-snapshots"
 FENCED = (ProducerFenced, InvalidProducerEpoch)
 #: (topic, partition, key, value) of one record of a transaction
-Out = tuple[str, int, bytes, bytes]
+Out = tuple[str, int, bytes, bytes, "list[tuple[str, bytes]] | None"]  # + trace headers
 
 
 def snapshots_topic(settings: Settings) -> str:
@@ -211,6 +212,7 @@ class Processor:
                         continue
                     part.next[tp] = fresh[-1].offset + 1
                     part.queue += fresh
+                    hooks.records_in("processor", tp.topic, len(fresh))
                     part.wake.set()
                     if len(part.queue) > self.max_queued and not part.paused:
                         part.paused = True
@@ -411,7 +413,13 @@ class Processor:
         offsets: dict[TopicPartition, int] = {}
         try:
             for msg in msgs:
-                await self._one(msg, st, out, flow)
+                # trace hop and log context of this input (a trigger roots its execution's trace)
+                scope = hooks.enter("processor decide", msg,
+                                    root=msg.topic == self.input_topics[0])
+                try:
+                    await self._one(msg, st, out, flow)
+                finally:
+                    hooks.leave(scope)
                 offsets[TopicPartition(msg.topic, msg.partition)] = msg.offset + 1
             now = datetime.now(UTC)
             for eid, timer_id, timer in st.due(now):
@@ -426,8 +434,9 @@ class Processor:
             await producer.begin_transaction()
             part.phase = "sending"
             sends = []
-            for topic, partition, key, value in out:
-                fut = await producer.send(topic, value=value, key=key, partition=partition)
+            for topic, partition, key, value, headers in out:
+                fut = await producer.send(topic, value=value, key=key, partition=partition,
+                                          headers=headers)
                 if topic == self.events_topic:
                     sends.append(fut)
             if offsets:
@@ -437,6 +446,8 @@ class Processor:
                 await self._maybe_pause(sends)
             part.phase = "committing"
             await producer.commit_transaction()
+            for topic, n in Counter(o[0] for o in out).items():
+                hooks.records_out("processor", topic, n)
             if sends:
                 st.events_offset = (await sends[-1]).offset + 1
             self.stats["transactions"] += 1
@@ -502,6 +513,7 @@ class Processor:
             self.stats["quarantined"] += 1
             return
         name, record = accepted.name, accepted.record
+        hooks.describe(record.get("workflow_id"), record.get("tenant"), name)
         try:
             if name not in records.INPUT_NAMES:
                 raise records.WireError(f"{name} is not an orchestrator input")
@@ -527,6 +539,8 @@ class Processor:
             self._decide(st, state, inp, definition, accepting, queue, out, flow, msg=msg)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
+            hooks.error(exc)
+            hooks.quarantined("processor")
             self.guard.quarantine(msg, exc)
             self.stats["quarantined"] += 1
 
@@ -544,7 +558,12 @@ class Processor:
         inp = records.record_to_input("TimerFired", record)
         definition = self.registry.definition(state.workflow_id, state.workflow_version)
         self.stats["timers_fired"] += 1
-        self._decide(st, state, inp, definition, True, None, out, flow)
+        scope = hooks.enter_execution("processor timer", eid)  # in the execution's own trace
+        hooks.describe(state.workflow_id, state.tenant, "TimerFired")
+        try:
+            self._decide(st, state, inp, definition, True, None, out, flow)
+        finally:
+            hooks.leave(scope)
 
     def _decide(self, st: PartitionState, state: ExecutionState, inp: dinp.Input,
                 definition: Any, accepting: bool, queue: bool | None, out: list[Out],
@@ -562,16 +581,21 @@ class Processor:
         eid = state.execution_id
         self.stats["decisions"] += 1
         self.stats["events"] += len(events)
+        hooks.decided(events, state.workflow_id, msg.timestamp if msg is not None else None,
+                      "processor")
+        log.debug("processor: %s decided: %s events", type(inp).__name__, len(events))
         p = st.partition
         key = eid.encode()
+        headers = hooks.headers()
         batch = records.batch_record(events, inp.event_id)
-        out.append((self.events_topic, p, key, self.codec.encode("ExecutionEventBatch", batch)))
+        out.append((self.events_topic, p, key, self.codec.encode("ExecutionEventBatch", batch),
+                    headers))
         for e, r in zip(events, batch["events"], strict=True):
             if isinstance(e, dev.NodeScheduled):
                 definition = self.registry.definition(e.workflow_id, e.workflow_version)
                 name, task = self.renderer.render(r, definition, st.item(eid, e.node_id), now)
                 topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
-                out.append((topic, p, key, self.codec.encode(name, task)))
+                out.append((topic, p, key, self.codec.encode(name, task), headers))
                 self.stats["tasks"] += 1
             elif isinstance(e, dev.ExecutionQueued):
                 flow.queued.append(state)
@@ -600,4 +624,5 @@ class Processor:
                 workflow_version=entry.workflow_version, tenant=entry.tenant, occurred_at=now)
             out.append((self.commands_topic, partition_of(entry.execution_id, self.partitions),
                         entry.execution_id.encode(),
-                        self.codec.encode("ExecutionAdmitted", record)))
+                        self.codec.encode("ExecutionAdmitted", record),
+                        hooks.headers_for(entry.execution_id)))

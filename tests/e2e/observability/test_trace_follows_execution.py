@@ -20,10 +20,13 @@ from flowlog.projections.migrate import migrate
 from flowlog.projections.runner import ProjectorRunner
 from flowlog.projections.worker import make_projector
 from flowlog.schemas.topics import TopicCatalog, apply_topics
+from flowlog.streams.runtime.worker import Worker
 
 from flowlog.observability import logs, tracing
+from flowlog.observability.lag import LAG
+from flowlog.observability.metrics import REGISTRY
 from flowlog.settings import Settings
-from tests.e2e.conftest import EXAMPLES
+from tests.e2e.conftest import EXAMPLES, Engine
 
 pytestmark = pytest.mark.e2e
 
@@ -160,3 +163,59 @@ async def test_a_caller_trace_continues_through_the_engine(
     decide = next(s for s in spans if s.name == "orchestrator decide TriggerReceived")
     assert decide.parent.span_id == caller.get_span_context().span_id
     assert sum(s.name == "executor task" for s in spans) == 5
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_processor_role_is_instrumented_like_the_orchestrator(
+        engine_settings: Settings, observed: tuple[Any, io.StringIO]) -> None:
+    """`worker processor executor`: the processor's spans chain trigger -> task -> result
+    in one trace, its log lines carry it, and it counts records in and out, decisions and
+    their latency, and its consumer group's lag."""
+    exporter, out = observed
+    decided_before = _sample("flowlog_decision_seconds_count", role="processor")
+    worker = Worker(engine_settings, ["processor", "executor"])
+    await worker.start()
+    engine = Engine(engine_settings, worker)
+    try:
+        await engine.apply(EXAMPLES / "bench-5node.yaml")
+        events = await engine.run("bench-5node", {})
+        processor = worker.components["processor"]
+        LAG.watch("processor", processor.consumer)
+        await LAG.sample()
+    finally:
+        await worker.stop()
+        LAG.consumers.pop("processor", None)
+    assert events[-1]["event_type"] == "ExecutionSucceeded"
+    execution_id = events[0]["execution_id"]
+    trace_id = execution_id.replace("-", "")
+    spans = _spans(exporter, trace_id)
+    by_id = {s.context.span_id: s for s in spans}
+    names = [s.name for s in spans]
+    (root,) = [s for s in spans if s.parent is None]
+    assert root.name == "processor decide TriggerReceived"
+    assert names.count("executor task") == 5
+    assert names.count("processor decide NodeResultReported") == 5
+    for task in (s for s in spans if s.name == "executor task"):
+        assert by_id[task.parent.span_id].name.startswith("processor decide")
+    for result in (s for s in spans if s.name == "processor decide NodeResultReported"):
+        assert by_id[result.parent.span_id].name == "executor task"
+
+    lines = [ln for ln in _lines(out) if ln.get("trace_id") == trace_id]
+    assert "flowlog.streams.runtime.processor" in {ln["logger"] for ln in lines}
+    assert all(ln["execution_id"] == execution_id for ln in lines)
+
+    topics = engine_settings.topic_prefix
+    assert _sample("flowlog_events_in_total", role="processor",
+                   topic=f"{topics}triggers") >= 1
+    assert _sample("flowlog_events_in_total", role="processor",
+                   topic=f"{topics}node-results") >= 5
+    assert _sample("flowlog_events_out_total", role="processor",
+                   topic=f"{topics}execution-events") >= 6
+    assert _sample("flowlog_events_out_total", role="processor",
+                   topic=f"{topics}node-tasks") >= 5
+    assert _sample("flowlog_decision_seconds_count", role="processor") - decided_before >= 6
+    assert any(s.name == "flowlog_consumer_lag" and s.labels["group"] == "processor"
+               for m in REGISTRY.collect() for s in m.samples)
