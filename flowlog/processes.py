@@ -29,6 +29,7 @@ PROCESSES: dict[str, str] = {
     "projector": "flowlog.projections.worker:run",
     "audit": "flowlog.projections.audit.projector:run",
     "api": "flowlog.api.query.service:run",  # query API + dashboard
+    "search-attributes": "flowlog.projections.search_attributes_worker:run",  # query API
 }
 
 

@@ -8,6 +8,7 @@ from flowlog.cli import audit as audit_cli  # audit and replay
 from flowlog.cli import auth as auth_cli  # ingress
 from flowlog.cli import bench, contract, db, engine, projections, services, workflows
 from flowlog.cli import dlq as dlq_cli  # dead letters
+from flowlog.cli import search_attributes as search_attributes_cli  # query API
 from flowlog.cli import triggers as triggers_cli  # ingress
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ auth_cli.register(app)
 triggers_cli.register(app)
 audit_cli.register(app)
 dlq_cli.register(app)
+search_attributes_cli.register(app)
 
 
 def main() -> None:
