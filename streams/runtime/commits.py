@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -130,23 +130,44 @@ class Committer:
         if not offsets:
             return
         owned = self.consumer.assignment()
-        mine = {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items() if tp in owned}
+        mine = {tp: o for tp, o in offsets.items() if tp in owned}
         if not mine:
             return
-        try:
-            await self.consumer.commit(mine)
+        outcome = await commit_offsets(self.consumer, mine, self.role)
+        if outcome == "committed":
             self.commits += 1
-        except (CommitFailedError, IllegalStateError) as exc:
+        elif outcome == "lost" and self.on_commit_failed is not None:
             # another member may own these partitions now; its rebuild reads our writes
-            log.warning("%s: commit failed (%s) for %s", self.role, exc,
-                        sorted(tp.partition for tp in mine))
-            if self.on_commit_failed is not None:
-                self.on_commit_failed(set(mine))
-        except KafkaError as exc:
-            # e.g. the coordinator moved or the connection dropped: not a loss (the writes
-            # are acked): a later commit of the partition supersedes it, and if none comes,
-            # a restart re-reads those inputs and the ids make them duplicates
-            log.warning("%s: commit not made (%s); retried with the next one", self.role, exc)
+            self.on_commit_failed(set(mine))
+
+
+CommitOutcome = Literal["committed", "lost", "not_made"]
+
+
+async def commit_offsets(consumer: Any, offsets: Offsets, role: str) -> CommitOutcome:
+    """Commit ``offsets`` (the next offset per partition); never raises a Kafka error.
+
+    Every role commits through this (the `Committer`, the executor), so a commit failure
+    means the same everywhere:
+
+    * `lost` (`CommitFailedError`, `IllegalStateError`): the group rebalanced; another member
+      may own these partitions now and re-reads from its last commit (the caller drops what
+      it holds for them);
+    * `not_made` (any other `KafkaError`: the coordinator moved, the connection dropped, a
+      timeout): not a loss, the writes are acknowledged; the next commit of the partition
+      supersedes it, and if none comes a restart re-reads those inputs, which the ids make
+      duplicates. The role goes on.
+    """
+    try:
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.warning("%s: commit failed (%s) for %s", role, exc,
+                    sorted(tp.partition for tp in offsets))
+        return "lost"
+    except KafkaError as exc:
+        log.warning("%s: commit not made (%s); retried with the next one", role, exc)
+        return "not_made"
+    return "committed"
 
 
 async def poll_loop(consumer: Any, committer: Committer, lock: asyncio.Lock,

@@ -36,15 +36,11 @@ from flowlog.aggregates import records
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
 from flowlog.schemas.codec import Codec
-from flowlog.streams.runtime.admission import Admission, Entry
+from flowlog.streams.runtime import policy
+from flowlog.streams.runtime.admission import Entry
 from flowlog.streams.runtime.commits import Committer, poll_loop
-from flowlog.streams.runtime.kafka import (
-    catalog,
-    group_consumer,
-    partition_of,
-    seek_to_start,
-)
-from flowlog.streams.runtime.registry import RegistryFollower
+from flowlog.streams.runtime.kafka import catalog, partition_of, seek_to_start
+from flowlog.streams.runtime.ports import Consumer, Definitions, FlowControl, Producer
 from flowlog.streams.runtime.taskrender import TaskRenderer
 
 from flowlog.observability import hooks
@@ -145,13 +141,18 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, follower: RegistryFollower, producer: Any,
-                 codec: Codec | None = None) -> None:
+    """Built by the composition root (`compose.dispatcher`): ``definitions`` the registry
+    and its follower, ``producer`` the process's idempotent producer, ``consumer`` a member
+    of the `dispatcher` group over execution-events, ``codec`` the process's codec,
+    ``admission`` flow control (Redis; the root closes it)."""
+
+    def __init__(self, settings: Settings, definitions: Definitions, producer: Producer, *,
+                 consumer: Consumer, codec: Codec, admission: FlowControl) -> None:
         self.settings = settings
-        self.follower = follower
-        self.registry = follower.registry
+        self.follower = definitions
+        self.registry = definitions.registry
         self.producer = producer
-        self.codec = codec or Codec.from_settings(settings)
+        self.codec = codec
         cat = catalog(settings)
         self.events_topic = cat.name("execution-events")
         self.tasks_topic = cat.name("node-tasks")
@@ -164,17 +165,10 @@ class Dispatcher:
         self.stats: Counter[str] = Counter()
         self.commands_topic = cat.name("commands")
         self.partitions = cat.topics["commands"].partitions
-        self._admission: Admission | None = None
-        self.consumer = group_consumer(settings, "dispatcher", [self.events_topic])
+        self.admission = admission
+        self.consumer = consumer
         self.committer = Committer(self.consumer, "dispatcher",
                                    interval_s=settings.commit_interval_ms / 1000)
-
-    @property
-    def admission(self) -> Admission:
-        if self._admission is None:
-            self._admission = Admission(self.settings.redis_url, self.settings.topic_prefix,
-                                        self.settings.tenant_max_executions)
-        return self._admission
 
     async def run(self) -> None:
         self.consumer.subscribe([self.events_topic], listener=_Listener(self))
@@ -184,8 +178,6 @@ class Dispatcher:
             await poll_loop(self.consumer, self.committer, self.lock, self._handle)
         finally:
             ticker.cancel()
-            if self._admission is not None:
-                await self._admission.aclose()
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         sends: list[Any] = []
@@ -205,16 +197,15 @@ class Dispatcher:
                 except Exception:
                     log.exception("unreadable execution-events record %s@%s", tp, msg.offset)
                     continue
-                issue = msg.offset >= part.resume_at
+                issue = policy.issues_tasks(msg.offset, part.resume_at)
                 scope = hooks.enter("dispatcher issue", msg)  # tasks continue its trace
                 for r in events:
                     x = await self._apply(part, tp.partition, r, issue, sends)
                     if x is None:
                         continue
                     execution_id = r["execution_id"]
-                    if r["event_type"] == "ExecutionQueued":
+                    if policy.flow_controlled(r["event_type"], execution_id in part.limited):
                         part.limited.add(execution_id)
-                    if execution_id in part.limited:
                         touched[execution_id] = x
                 hooks.leave(scope)
             if touched:
@@ -240,18 +231,17 @@ class Dispatcher:
         execution_id = r["execution_id"]
         seq = r["seq"]
         x = part.execs.get(execution_id)
-        if x is None:
-            if execution_id in part.done:
-                return None  # a re-written or late event of a finished execution
-            if seq != 1:
-                log.error("dispatcher: gap in %s: seq %s after 0", execution_id, seq)
-                return None
-            x = part.execs[execution_id] = _Exec()
-        if seq <= x.seq:
+        step = policy.seq_step(None if x is None else x.seq, seq, execution_id in part.done)
+        if step == "finished":
+            return None  # a re-written or late event of a finished execution
+        if step == "repeat":
             return x  # a re-written event already applied
-        if seq != x.seq + 1:
-            log.error("dispatcher: gap in %s: seq %s after %s", execution_id, seq, x.seq)
+        if step == "gap":
+            log.error("dispatcher: gap in %s: seq %s after %s", execution_id, seq,
+                      0 if x is None else x.seq)
             return x
+        if x is None:
+            x = part.execs[execution_id] = _Exec()
         x.seq = seq
         name = r["event_type"]
         if name == "NodeScheduled":
@@ -325,12 +315,13 @@ class Dispatcher:
         """Queue what waits, release what ended, and admit whoever got a slot."""
         admitted: list[Entry] = []
         for execution_id, state in touched.items():
-            entry = Entry(execution_id, state.workflow_id, state.workflow_version, state.tenant)
-            if state.phase == "queued":
+            entry = policy.admission_entry(execution_id, state.workflow_id,
+                                           state.workflow_version, state.tenant)
+            step = policy.flow_step(state.phase, state.finished)
+            if step == "enqueue":
                 definition = self.registry.definition(state.workflow_id, state.workflow_version)
-                limit = definition.max_executions if definition is not None else None
-                admitted += await self.admission.enqueue(entry, limit)
-            elif state.finished:
+                admitted += await self.admission.enqueue(entry, policy.workflow_limit(definition))
+            elif step == "release":
                 admitted += await self.admission.release(entry)
                 part.limited.discard(execution_id)
         for entry in admitted:
@@ -355,7 +346,8 @@ class Dispatcher:
         self.stats["tasks"] += 1
         item = x.items.get(node_id) if x.items is not None else None
         name, record = self.renderer.render(r, definition, item, datetime.now(UTC))
-        topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
+        topic = self.tasks_topic if policy.record_topic(name) == "node-tasks" else (
+            self.results_topic)
         value = self.codec.encode(name, record)
         return await self.producer.send(topic, value=value, key=execution_id.encode(),
                                         partition=p, headers=hooks.headers())

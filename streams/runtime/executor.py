@@ -27,12 +27,13 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
 from flowlog.aggregates import records
 from flowlog.schemas.events import NodeTaskIssued
 from flowlog.schemas.guard import DecodeGuard
-from flowlog.streams.runtime.kafka import catalog, group_consumer
+from flowlog.streams.runtime import policy
+from flowlog.streams.runtime.commits import commit_offsets
+from flowlog.streams.runtime.kafka import catalog
+from flowlog.streams.runtime.ports import Consumer, Producer
 
 from flowlog.observability import hooks
 from flowlog.settings import Settings
@@ -65,18 +66,6 @@ class Runner(Protocol):
     async def aclose(self) -> None: ...
 
 
-def default_runner(settings: Settings) -> Runner:
-    """helper-4's TaskRunner with the built-in tools plus `settings.tool_modules`."""
-    from flowlog.streams.executors.runner import TaskRunner
-    from flowlog.streams.executors.tools.registry import ToolRegistry
-    from flowlog.streams.runtime.subworkflow import run_subworkflow_node
-
-    tools = ToolRegistry()
-    tools.register_modules(settings.tool_modules)
-    return TaskRunner(settings, tools=tools,
-                      node_runners={"subworkflow": run_subworkflow_node})
-
-
 class _Partition:
     def __init__(self) -> None:
         self.running: set[int] = set()
@@ -84,7 +73,7 @@ class _Partition:
         self.committed: int | None = None
 
     def safe(self) -> int | None:
-        return min(self.running) if self.running else self.next
+        return policy.safe_offset(self.running, self.next)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -112,12 +101,17 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class Executor:
-    def __init__(self, settings: Settings, producer: Any, runner: Runner,
-                 guard: DecodeGuard | None = None) -> None:
+    """Built by the composition root (`compose.executor`): ``consumer`` a member of the
+    `executor` group, ``producer`` the process's idempotent producer, ``runner`` the task
+    runner (tools, webhooks, agents; its breakers, rate limits and secrets), ``guard`` the
+    decode guard (validating) with its quarantine."""
+
+    def __init__(self, settings: Settings, producer: Producer, runner: Runner, *,
+                 consumer: Consumer, guard: DecodeGuard) -> None:
         self.settings = settings
         self.producer = producer
         self.runner = runner
-        self.guard = guard or DecodeGuard.from_settings(settings)
+        self.guard = guard
         self.codec = self.guard.codec
         cat = catalog(settings)
         self.tasks_topic = cat.name("node-tasks")
@@ -132,7 +126,7 @@ class Executor:
         self.fatal: BaseException | None = None  # a result that could not be published
         self.unacked: list[_Unacked] = []
         self.last_commit = 0.0
-        self.consumer = group_consumer(settings, "executor", [self.tasks_topic])
+        self.consumer = consumer
         hooks.watch_inflight(lambda: len(self.running))
 
     async def run(self) -> None:
@@ -178,9 +172,9 @@ class Executor:
         group, so tasks longer than `max.poll.interval.ms` do not cause a rebalance) and
         nothing is fetched until a slot frees up.
         """
-        free = self.settings.executor_max_inflight - len(self.running)
+        free = policy.admit_window(self.settings.executor_max_inflight, len(self.running))
         assigned = self.consumer.assignment()
-        if free <= 0:
+        if free == 0:
             if assigned:
                 self.consumer.pause(*assigned)
             return 0
@@ -192,8 +186,9 @@ class Executor:
     async def settle(self) -> None:
         """Gather the acks of the results handed over so far; mark their offsets done.
 
-        A result whose send failed is sent again (twice, after 0.5 and 1 s); after that the
-        role stops (`fatal`) with the offset uncommitted, so a restart runs the task again.
+        A result whose send failed is sent again (`policy.resend_delay`: twice, after 0.5
+        and 1 s); after that the role stops (`fatal`) with the offset uncommitted, so a
+        restart runs the task again.
         """
         if not self.unacked:
             return
@@ -203,14 +198,15 @@ class Executor:
             if isinstance(ack, BaseException):
                 if isinstance(ack, asyncio.CancelledError):
                     raise ack
-                if u.attempt == 2:
+                delay = policy.resend_delay(u.attempt)
+                if delay is None:
                     log.error("executor: the result of task %s could not be published: %s",
                               u.task_key, ack)
                     self.stats["report_failed"] += 1
                     self.fatal = ack
                     continue
                 u.attempt += 1
-                await asyncio.sleep(0.5 * u.attempt)
+                await asyncio.sleep(delay)
                 try:
                     u.fut = await self._send(u.partition, u.execution_id, u.value)
                 except Exception as exc:
@@ -232,52 +228,49 @@ class Executor:
 
     async def commit(self, tps: list[TopicPartition], force: bool = False) -> None:
         now = asyncio.get_running_loop().time()
-        if not force and now - self.last_commit < COMMIT_INTERVAL_S:
+        if not policy.commit_due(now, self.last_commit, COMMIT_INTERVAL_S, force):
             return
-        offsets = {}
+        offsets: dict[TopicPartition, int] = {}
         for tp in tps:
             part = self.parts.get(tp.partition)
             safe = part.safe() if part else None
             if part is not None and safe is not None and safe != part.committed:
-                offsets[tp] = OffsetAndMetadata(safe, "")
+                offsets[tp] = safe
         if offsets:
             self.last_commit = now
-            try:
-                await self.consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as exc:
-                # another member may own these partitions now: it re-runs from its commit,
-                # and task keys make the re-runs the same outside calls
-                log.warning("executor: commit failed: %s", exc)
-                return
-            except KafkaError as exc:
-                # the coordinator moved or the connection dropped: not a loss (the results
-                # are acked); the same offsets are committed again with the next commit
-                log.warning("executor: commit not made (%s); retried with the next one", exc)
+            # as the `Committer` does: a lost partition is re-run by its new owner (task keys
+            # make the re-runs the same outside calls); a commit not made (coordinator moved,
+            # connection dropped) is made again with the next commit; neither ends the role
+            if await commit_offsets(self.consumer, offsets, "executor") != "committed":
                 return
             for tp, offset in offsets.items():
                 part = self.parts.get(tp.partition)
                 if part is not None:
-                    part.committed = offset.offset
+                    part.committed = offset
 
     async def _one(self, tp: TopicPartition, part: _Partition, msg: Any) -> None:
         part.next = msg.offset + 1
         accepted = self.guard.decode(msg)
-        if accepted is None or not isinstance(accepted.event, NodeTaskIssued):
+        task = accepted.event if accepted is not None else None
+        if not isinstance(task, NodeTaskIssued):
+            task = None
+        cached = self.finished.get(task.task_key) if task is not None else None
+        action = policy.task_action(task is not None, cached is not None,
+                                    task is not None and task.task_key in self.running)
+        if action == "quarantine" or task is None:
             if accepted is not None:
                 self.guard.quarantine(msg, records.WireError(f"{accepted.name} is not a node task"))
             await asyncio.to_thread(self.guard.flush)
             self.stats["quarantined"] += 1
             return
-        task = accepted.event
-        cached = self.finished.get(task.task_key)
-        if cached is not None:  # ran here already: same result again, no second run
+        if action == "republish" and cached is not None:  # ran here: same result, no re-run
             self.stats["republished"] += 1
             part.running.add(msg.offset)  # until the re-published result is acknowledged
             fut = await self._send(tp.partition, task.execution_id, cached)
             self.unacked.append(_Unacked(part, tp.partition, msg.offset, task.task_key,
                                          task.execution_id, cached, None, fut))
             return
-        if task.task_key in self.running:
+        if action == "already_running":
             self.stats["already_running"] += 1
             return  # the earlier copy is still running and holds back the commit
         await self.sem.acquire()

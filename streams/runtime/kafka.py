@@ -1,5 +1,8 @@
-"""aiokafka plumbing shared by the roles: clients with the engine's settings, topic setup,
-and reading one partition of a topic from the beginning up to its end offset."""
+"""aiokafka plumbing: every Kafka client of the engine is built here, with the engine's
+settings (the composition root, `compose.py`, calls these factories and hands the clients
+to the roles), plus topic setup and reading one partition from the beginning up to its end
+offset. Client ids name the role (`flowlog-<role>`), so the broker's logs and quotas tell
+the roles apart."""
 
 from __future__ import annotations
 
@@ -28,11 +31,12 @@ def ensure_topics(settings: Settings) -> None:
         log.info("topics: %s", change)
 
 
-def producer(settings: Settings) -> AIOKafkaProducer:
+def producer(settings: Settings, client_id: str = "flowlog-worker") -> AIOKafkaProducer:
     """Idempotent, acks=all; aiokafka's default partitioner is murmur2 (the Java one), the
     same as the SDK's `murmur2_random`, so keys land on the same partition numbers."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+        bootstrap_servers=settings.bootstrap_servers, client_id=client_id, acks="all",
+        enable_idempotence=True,
         linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
         max_request_size=16 * 1024 * 1024, request_timeout_ms=30_000)
 
@@ -41,8 +45,8 @@ def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafk
     """A transactional producer (the processor's, one per input partition: its id fences
     the partition's previous owner when this one calls `init_transactions` at start)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
-        transactional_id=transactional_id,
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"flowlog-{transactional_id}",
+        acks="all", enable_idempotence=True, transactional_id=transactional_id,
         transaction_timeout_ms=settings.processor_transaction_timeout_ms,
         linger_ms=settings.producer_linger_ms, max_batch_size=1_048_576,
         max_request_size=64 * 1024 * 1024, request_timeout_ms=30_000,
@@ -67,6 +71,7 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
     visible as before (their last stable offset is the high watermark).
     """
     kw.setdefault("isolation_level", settings.kafka_isolation_level)
+    kw.setdefault("client_id", f"flowlog-{group}")
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,
@@ -75,6 +80,13 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=2_000, rebalance_timeout_ms=60_000,
         max_partition_fetch_bytes=4 * 1024 * 1024, **kw)
+
+
+def free_consumer(settings: Settings, **kw: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group (assigned partitions, nothing committed): for reading a
+    partition whole (a rebuild, the definitions, a snapshot). ``kw``: aiokafka options."""
+    kw.setdefault("client_id", "flowlog-reader")
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, **kw)
 
 
 async def seek_to_start(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
@@ -96,11 +108,9 @@ async def read_partition(settings: Settings, topic: str, partition: int,
     """Every committed record of one partition from ``start`` (default: the beginning) up
     to ``until`` (default: the end offset when called). Uses its own group-less consumer."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest",
-                                isolation_level=settings.kafka_isolation_level,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = free_consumer(settings, enable_auto_commit=False, auto_offset_reset="earliest",
+                             isolation_level=settings.kafka_isolation_level,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -124,7 +134,7 @@ async def read_partition(settings: Settings, topic: str, partition: int,
 
 
 async def end_offset(settings: Settings, topic: str, partition: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    consumer = free_consumer(settings)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

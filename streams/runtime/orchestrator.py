@@ -30,10 +30,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from flowlog.aggregates import records
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
+from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.commits import Committer, poll_loop
-from flowlog.streams.runtime.kafka import catalog, group_consumer, read_partition
+from flowlog.streams.runtime.kafka import catalog
 from flowlog.streams.runtime.memory import freeze_gc
-from flowlog.streams.runtime.registry import RegistryFollower
+from flowlog.streams.runtime.ports import Consumer, Definitions, PartitionReader, Producer
 
 from flowlog.observability import hooks
 from flowlog.settings import Settings
@@ -62,16 +63,23 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, follower: RegistryFollower, producer: Any,
-                 guard: DecodeGuard | None = None) -> None:
+    """Built by the composition root (`compose.orchestrator`): ``definitions`` the registry
+    and its follower, ``producer`` the process's idempotent producer, ``consumer`` a member
+    of the `orchestrator` group over the four input topics, ``guard`` the decode guard (no
+    pydantic on the hot path: the Avro decode already enforces the types, and
+    `records.record_to_input` checks the fields the domain uses), ``read_events`` reads an
+    execution-events partition whole (the rebuild)."""
+
+    def __init__(self, settings: Settings, definitions: Definitions, producer: Producer, *,
+                 consumer: Consumer, guard: DecodeGuard, read_events: PartitionReader
+                 ) -> None:
         self.settings = settings
-        self.follower = follower
-        self.registry = follower.registry
+        self.follower = definitions
+        self.registry = definitions.registry
         self.producer = producer
-        # No pydantic on the hot path: the Avro decode already enforces the types, and
-        # records.record_to_input checks the fields the domain uses (a bad one is quarantined).
-        self.guard = guard or DecodeGuard.from_settings(settings, validate=False)
+        self.guard = guard
         self.codec = self.guard.codec
+        self.read_events = read_events
         cat = catalog(settings)
         self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
         self.events_topic = cat.name("execution-events")
@@ -80,7 +88,7 @@ class Orchestrator:
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
         self.crash_after_write = settings.fault_crash_after_write
-        self.consumer = group_consumer(settings, "orchestrator", self.input_topics)
+        self.consumer = consumer
         self.committer = Committer(self.consumer, "orchestrator",
                                    interval_s=settings.commit_interval_ms / 1000,
                                    on_commit_failed=self._forget,
@@ -108,7 +116,7 @@ class Orchestrator:
         await self.producer.flush()  # our own writes still in flight must be in the log
         states: dict[str, ExecutionState] = {}
         count = 0
-        async for msg in read_partition(self.settings, self.events_topic, partition):
+        async for msg in self.read_events(self.events_topic, partition):
             try:
                 record = self.codec.decode(msg.value).record
                 events = records.batch_events(record)
@@ -174,29 +182,18 @@ class Orchestrator:
         name, record = accepted.name, accepted.record
         hooks.describe(record.get("workflow_id"), record.get("tenant"), name)
         try:
-            if name not in records.INPUT_NAMES:
-                raise records.WireError(f"{name} is not an orchestrator input")
-            execution_id = record["execution_id"]
-            if msg.key is not None and msg.key.decode(errors="replace") != execution_id:
-                raise records.WireError(
-                    f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
-                    "the record may sit on another execution's partition")
+            execution_id = policy.input_execution_id(name, record, msg.key)
             state = states.get(execution_id) or ExecutionState()
-            definition, accepting, version, queue = None, True, None, None
-            if name == "TriggerReceived":
-                wid = record["workflow_id"]
-                if wid not in self.registry.workflows:
-                    await self.follower.catch_up(within=2.0)  # defined a moment ago?
-                version = self.registry.resolve(wid, record["workflow_version"])
-                definition = self.registry.definition(wid, version)
-                accepting = self.registry.accepting(wid)
-                if self.settings.tenant_max_executions > 0:
-                    queue = True  # flow control per tenant: every execution is admitted
-            elif state.phase != "pending":
-                definition = self.registry.definition(state.workflow_id, state.workflow_version)
-            inp = records.record_to_input(name, record, version)
-            events = decide(state, inp, datetime.now(UTC), definition, accepting=accepting,
-                            queue=queue)
+            if policy.needs_catch_up(name, record, self.registry.workflows):
+                await self.follower.catch_up(within=2.0)  # defined a moment ago?
+            terms = policy.input_terms(
+                name, record, state, self.registry.workflows.get(record.get("workflow_id", "")),
+                self.settings.tenant_max_executions)
+            definition = (self.registry.definition(*terms.definition)
+                          if terms.definition is not None else None)
+            inp = records.record_to_input(name, record, terms.version)
+            events = decide(state, inp, datetime.now(UTC), definition,
+                            accepting=terms.accepting, queue=terms.queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
             hooks.error(exc)
@@ -205,13 +202,12 @@ class Orchestrator:
             self.stats["quarantined"] += 1
             return None
         if not events:
-            if state.phase == "pending" and name != "TriggerReceived":
+            reason = policy.no_events_reason(name, state.phase)
+            if reason == "unknown_execution":
                 # never expected: inputs follow their execution's trigger on this partition
                 log.warning("orchestrator: %s for %s, which partition %s does not know",
                             name, execution_id, p)
-                self.stats["unknown_execution"] += 1
-            else:
-                self.stats["duplicates"] += 1
+            self.stats[reason] += 1
             return None
         for e in events:
             evolve(state, e)

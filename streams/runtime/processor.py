@@ -47,6 +47,7 @@ import signal
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,17 +61,11 @@ from flowlog.aggregates.execution import ExecutionState, decide
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution import inputs as dinp
 from flowlog.schemas.guard import DecodeGuard
-from flowlog.streams.runtime.admission import Admission, Entry
-from flowlog.streams.runtime.kafka import (
-    catalog,
-    group_consumer,
-    partition_of,
-    read_partition,
-    transactional_producer,
-)
+from flowlog.streams.runtime.admission import Entry
+from flowlog.streams.runtime.kafka import catalog, partition_of, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
+from flowlog.streams.runtime.ports import Consumer, Definitions, FlowControl, Producer
 from flowlog.streams.runtime.processor_state import PartitionState
-from flowlog.streams.runtime.registry import RegistryFollower
 from flowlog.streams.runtime.taskrender import TaskRenderer
 
 from flowlog.observability import hooks
@@ -160,12 +155,20 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class Processor:
-    def __init__(self, settings: Settings, follower: RegistryFollower,
-                 guard: DecodeGuard | None = None) -> None:
+    def __init__(self, settings: Settings, follower: Definitions, *, consumer: Consumer,
+                 guard: DecodeGuard, admission: FlowControl,
+                 txn_producer: Callable[[str], Producer], snapshot_reader: Callable[[], Any]
+                 ) -> None:
+        """Built by the composition root (`compose.processor`): ``consumer`` a member of the
+        `processor` group (read_committed), ``txn_producer`` a transactional producer for a
+        transactional id, ``snapshot_reader`` a group-less read_committed consumer,
+        ``admission`` flow control (Redis; the root closes it)."""
         self.settings = settings
         self.follower = follower
         self.registry = follower.registry
-        self.guard = guard or DecodeGuard.from_settings(settings, validate=False)
+        self.guard = guard
+        self.txn_producer = txn_producer
+        self.snapshot_reader = snapshot_reader
         self.codec = self.guard.codec
         cat = catalog(settings)
         self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
@@ -179,20 +182,13 @@ class Processor:
         self.parts: dict[int, _Part] = {}
         self.stats: Counter[str] = Counter()
         self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
-        self._admission: Admission | None = None
-        self.consumer = group_consumer(settings, "processor", self.input_topics)
+        self.admission = admission
+        self.consumer = consumer
         self.pause_at = settings.fault_processor_pause_before_commit
         self._event_txns = 0
         self.tick_s = max(10, settings.timer_tick_ms) / 1000
         # a partition's queue beyond this pauses its fetching (memory, and a fair share)
         self.max_queued = 4 * settings.max_poll_records
-
-    @property
-    def admission(self) -> Admission:
-        if self._admission is None:
-            self._admission = Admission(self.settings.redis_url, self.settings.topic_prefix,
-                                        self.settings.tenant_max_executions)
-        return self._admission
 
     # --- the loop: polls and hands each partition's inputs to its worker ----------------------
     async def run(self) -> None:
@@ -230,8 +226,6 @@ class Processor:
         finally:
             await asyncio.gather(*(self.close(p) for p in list(self.parts)))
             await self.consumer.stop()
-            if self._admission is not None:
-                await self._admission.aclose()
 
     def _tps(self, p: int) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t in self.input_topics]
@@ -279,8 +273,7 @@ class Processor:
     async def open(self, p: int) -> None:
         """Own partition p: fence its previous owner, rebuild its state, position the inputs
         at the committed offsets, start its worker."""
-        producer = transactional_producer(self.settings,
-                                          f"{self.settings.topic_prefix}processor-{p}")
+        producer = self.txn_producer(f"{self.settings.topic_prefix}processor-{p}")
         started = time.monotonic()
         await producer.start()
         # init_transactions: bumps the epoch (fences the previous owner) and waits until its
@@ -366,14 +359,8 @@ class Processor:
 
     async def _read_snapshot(self, p: int) -> bytes | None:
         """The last committed snapshot record of partition p (None: no snapshot yet)."""
-        from aiokafka import AIOKafkaConsumer
-
         tp = TopicPartition(self.snapshots_topic, p)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed",
-                                    max_partition_fetch_bytes=64 * 1024 * 1024,
-                                    fetch_max_bytes=64 * 1024 * 1024)
+        consumer = self.snapshot_reader()
         await consumer.start()
         try:
             consumer.assign([tp])

@@ -18,7 +18,8 @@ from flowlog.aggregates.definition.lifecycle import transition
 from flowlog.aggregates.definition.validate import validate_definition
 from flowlog.aggregates.errors import InvalidTransition
 from flowlog.schemas.codec import Codec
-from flowlog.streams.runtime.kafka import catalog, seek_to_start
+from flowlog.streams.runtime import policy
+from flowlog.streams.runtime.kafka import catalog, free_consumer, seek_to_start
 
 from flowlog.settings import Settings
 
@@ -38,7 +39,7 @@ class Workflow:
 
     @property
     def accepting(self) -> bool:
-        return self.status == "active"
+        return policy.accepts(self.status)
 
 
 class DefinitionRegistry:
@@ -76,13 +77,11 @@ class DefinitionRegistry:
     def resolve(self, workflow_id: str, version: int) -> int:
         """The version a trigger pins: its own, or the newest when it gives 0."""
         wf = self.workflows.get(workflow_id)
-        if version > 0 or wf is None:
-            return version
-        return wf.latest
+        return policy.pin_version(version, None if wf is None else wf.versions.keys())
 
     def accepting(self, workflow_id: str) -> bool:
         wf = self.workflows.get(workflow_id)
-        return wf is not None and wf.accepting
+        return policy.accepts(None if wf is None else wf.status)
 
     def definition(self, workflow_id: str, version: int) -> CompiledDefinition | None:
         """The compiled definition of one version (None: unknown, or no longer valid)."""
@@ -122,9 +121,8 @@ class RegistryFollower:
 
     async def start(self) -> None:
         """Read every definition up to the end, then follow in the background."""
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                          group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+        self._consumer = free_consumer(self.settings, client_id="flowlog-definitions",
+                                       enable_auto_commit=False, auto_offset_reset="earliest")
         await self._consumer.start()
         parts = self._consumer.partitions_for_topic(self.topic)
         if not parts:

@@ -1,5 +1,8 @@
-"""The composition root of a worker process: one or more roles sharing a producer and a
-definitions registry.
+"""A worker process: one or more roles sharing a producer and a definitions registry.
+
+`Worker` is the composition root's caller: it builds what the roles share (the producer,
+the definitions follower) and each role through `compose.py`, which builds and injects
+every consumer, guard, codec, admission and task runner; the roles build none of them.
 
     await run_worker(settings, ["orchestrator", "executor", "timers"])
 
@@ -19,12 +22,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flowlog.streams.runtime.dispatcher import Dispatcher
-from flowlog.streams.runtime.executor import Executor, Runner, default_runner
-from flowlog.streams.runtime.kafka import ensure_topics, producer
+from flowlog.streams.runtime import compose
+from flowlog.streams.runtime.executor import Runner
+from flowlog.streams.runtime.kafka import ensure_topics
 from flowlog.streams.runtime.memory import freeze_gc
-from flowlog.streams.runtime.orchestrator import Orchestrator
-from flowlog.streams.runtime.processor import Processor
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.observability import hooks
@@ -54,34 +55,34 @@ class Worker:
                  runner_factory: Callable[[Settings], Runner] | None = None) -> None:
         self.settings = settings
         self.roles = expand(roles)
-        self.runner_factory = runner_factory or default_runner
+        self.runner_factory = runner_factory  # None: `compose.default_runner`
         self.components: dict[str, Any] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.follower: RegistryFollower | None = None
         self.producer: Any = None
         self.runner: Runner | None = None
+        self.shared: compose.Shared | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(ensure_topics, self.settings)
-        self.producer = producer(self.settings)
+        self.producer = compose.producer(self.settings)
         await self.producer.start()
+        shared = self.shared = compose.Shared(self.settings, self.producer)
         if {"orchestrator", "timers", "processor"} & set(self.roles):
-            self.follower = RegistryFollower(self.settings)
+            self.follower = shared.follower = RegistryFollower(self.settings)
             await self.follower.start()
         for role in self.roles:
             if role == "orchestrator":
-                assert self.follower is not None
-                comp: Any = Orchestrator(self.settings, self.follower, self.producer)
+                comp: Any = compose.orchestrator(shared)
             elif role == "processor":
-                assert self.follower is not None
-                comp = Processor(self.settings, self.follower)
+                comp = compose.processor(shared)
             elif role == "timers":
-                assert self.follower is not None
-                comp = Dispatcher(self.settings, self.follower, self.producer)
+                comp = compose.dispatcher(shared)
             else:
-                self.runner = self.runner_factory(self.settings)
+                self.runner = (self.runner_factory(self.settings) if self.runner_factory
+                               else compose.default_runner(shared))
                 hooks.watch_breakers(self.runner)  # flowlog_open_breakers
-                comp = Executor(self.settings, self.producer, self.runner)
+                comp = compose.executor(shared, self.runner)
             self.components[role] = comp
             self.tasks.append(asyncio.create_task(comp.run(), name=f"role-{role}"))
         # a worker builds most of its lasting objects up front (modules, schemas, clients,
@@ -109,6 +110,8 @@ class Worker:
             await self.follower.stop()
         if self.producer is not None:
             await self.producer.stop()
+        if self.shared is not None:
+            await self.shared.close()  # admission (Redis), the secrets resolver
 
 
 async def run_worker(settings: Settings, roles: Sequence[str]) -> None:

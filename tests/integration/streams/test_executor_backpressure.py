@@ -11,7 +11,7 @@ from typing import Any
 from flowlog.schemas.events import NodeTaskIssued
 from flowlog.schemas.sdk import EventProducer
 from flowlog.streams.executors.runner import TaskOutcome
-from flowlog.streams.runtime.executor import Executor
+from flowlog.streams.runtime import compose
 from flowlog.streams.runtime.kafka import ensure_topics, producer
 
 from flowlog.settings import Settings
@@ -50,7 +50,7 @@ async def test_busy_executor_pauses_and_keeps_polling(kafka_bootstrap: str,
     prod = producer(settings)
     await prod.start()
     runner = GatedRunner()
-    executor = Executor(settings, prod, runner)
+    executor = compose.executor(compose.Shared(settings, prod), runner)
     polls = 0
     paused_polls = 0
     real_getmany = executor.consumer.getmany

@@ -105,13 +105,9 @@ class FakeAdmission:
 
 def make(*definitions: CompiledDefinition) -> tuple[Dispatcher, FakeProducer]:
     producer = FakeProducer()
-    real, dmod.group_consumer = dmod.group_consumer, lambda *a, **k: FakeConsumer()  # type: ignore[assignment]
-    try:
-        disp = Dispatcher(Settings(topic_prefix="unit."), FakeFollower(*definitions),  # type: ignore[arg-type]
-                          producer, CODEC)
-    finally:
-        dmod.group_consumer = real
-    disp._admission = FakeAdmission()  # type: ignore[assignment]
+    disp = Dispatcher(Settings(topic_prefix="unit."), FakeFollower(*definitions),  # type: ignore[arg-type]
+                      producer, consumer=FakeConsumer(), codec=CODEC,  # type: ignore[arg-type]
+                      admission=FakeAdmission())
     disp.committer.start()  # as `run` does (the tests run in the event loop)
     return disp, producer
 
