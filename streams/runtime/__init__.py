@@ -9,7 +9,7 @@ If you are here to read the code, follow a trigger:
    `flowlog.aggregates.execution.decide` decides; the decision's events go out as ONE
    `ExecutionEventBatch` record on ``execution-events``; `commits.Committer` commits the
    inputs once the batch is acknowledged. State per partition is rebuilt from
-   ``execution-events`` on assignment (``_load``).
+   ``execution-events`` on assignment (``_load``). Its rules per input: `policy.input_terms`.
 3. `dispatcher.Dispatcher` (role ``timers``) reads ``execution-events``: each
    `NodeScheduled` becomes a `NodeTaskIssued` on ``node-tasks`` (config rendered, secrets
    still as references, built by `records.task_record`); armed timers fire as
@@ -19,8 +19,16 @@ If you are here to read the code, follow a trigger:
    `NodeResultReported` on ``node-results`` (`records.result_record`) — step 2 again,
    until a terminal event.
 
-Around them: `worker` (the composition root of a process), `kafka` (clients, topics),
-`registry` (every workflow definition, followed from its topic), `commits`, `memory`,
+What each role decides about one input (the pinned version, whether the workflow accepts,
+the admission queue, a duplicate or a gap, run or re-publish a task) is a pure function in
+`policy`; the roles do the I/O around it.
+
+Who builds what: `worker.Worker` runs the roles of a process; `compose` (the composition
+root) builds every consumer, producer, guard, codec, admission and the task runner, and
+hands them to the roles' constructors (`ports` names what a role uses of each); `kafka`
+holds the client factories and topic setup. Around them: `registry` (every workflow
+definition, followed from its topic), `commits` (the `Committer`, `commit_offsets`),
+`processor` + `processor_state` (the opt-in transactional role), `taskrender`, `memory`,
 `subworkflow`, `tools` (the shell side). The life of a trigger, with the guarantees at
 each hop, is in docs/engine.md.
 """
