@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from flowlog.api.auth import deps
 from flowlog.api.auth.model import Principal
 from flowlog.api.query import models as m
+from flowlog.api.query import search_attributes as sattrs
 from flowlog.api.query.services import Services
 from flowlog.api.query.sql import Query as Q
 from flowlog.api.query.sql import Scope, decode_cursor, encode_cursor, visible_workflow
@@ -216,9 +217,11 @@ def create_app(services_factory: Callable[[], AbstractAsyncContextManager[Servic
 
     # --- executions ----------------------------------------------------------------------
     @api.get("/executions", response_model=m.ExecutionPage, tags=["executions"],
-             summary="Executions, filtered, sorted and keyset-paginated")
+             summary="Executions, filtered, sorted and keyset-paginated",
+             description=sattrs.FILTER_DOC, responses={400: {"description": "A search "
+                                                           "attribute filter is invalid."}})
     async def executions(
-        principal: ExP,
+        principal: ExP, request: Request,
         workflow: Annotated[str | None, Query(max_length=200)] = None,
         status: Annotated[list[Status] | None, Query(description="Any of these (repeat).")
                           ] = None,
@@ -241,6 +244,7 @@ def create_app(services_factory: Callable[[], AbstractAsyncContextManager[Servic
             q.where("created_at >= {}", utc(created_from))
         if created_to:
             q.where("created_at < {}", utc(created_to))
+        await sattrs.add_filters(q, request, s().pool)
         column, direction = EXECUTION_SORTS[sort]
         keys = (column, "execution_id")
         _keyset(q, keys, direction, cursor, (datetime, str))
@@ -584,6 +588,7 @@ def create_app(services_factory: Callable[[], AbstractAsyncContextManager[Servic
     from flowlog.api.query import live
 
     live.routes(api, s, ex_read)
+    sattrs.routes(api, s, ex_read)
     app.include_router(api)
 
     # --- operations ----------------------------------------------------------------------
