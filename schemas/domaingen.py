@@ -15,6 +15,7 @@ committed module differs from what the declarations give (`module_drift`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import textwrap
 import types
@@ -27,8 +28,16 @@ from flowlog.schemas.domainform import NO_DEFAULT, DomainForm
 from flowlog.schemas.model import AvroJson, Event, Record
 from pydantic import AwareDatetime
 
-#: where the generated modules live: ``aggregates/`` of this checkout
-AGGREGATES_DIR = Path(__file__).resolve().parent.parent / "aggregates"
+
+def aggregates_dir() -> Path:
+    """Where the generated modules live: the folder of ``flowlog.aggregates`` (found, not
+    imported: the contract does not depend on the domain)."""
+    spec = importlib.util.find_spec("flowlog.aggregates")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("flowlog.aggregates is not installed; run from a flowlog checkout")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 MODULES = {
     "event": "execution/_generated_events.py",
     "input": "execution/_generated_inputs.py",
@@ -292,12 +301,12 @@ def generate_modules(models: tuple[type[Event], ...] | None = None) -> dict[str,
             for kind in ("event", "input")}
 
 
-def write_modules(root: Path = AGGREGATES_DIR,
+def write_modules(root: Path | None = None,
                   models: tuple[type[Event], ...] | None = None) -> list[Path]:
     """Write the generated modules that differ from what is there; the paths written."""
     written = []
     for rel, text in generate_modules(models).items():
-        path = root / rel
+        path = (root or aggregates_dir()) / rel
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
         path.write_text(text, encoding="utf-8")
@@ -305,12 +314,12 @@ def write_modules(root: Path = AGGREGATES_DIR,
     return written
 
 
-def module_drift(root: Path = AGGREGATES_DIR,
+def module_drift(root: Path | None = None,
                  models: tuple[type[Event], ...] | None = None) -> list[str]:
     """Every generated module that differs from what the declarations give (with the fix)."""
     problems = []
     for rel, text in generate_modules(models).items():
-        path = root / rel
+        path = (root or aggregates_dir()) / rel
         if not path.exists():
             problems.append(f"{path}: missing; run `{GENERATE_COMMAND}` to write it")
         elif path.read_text(encoding="utf-8") != text:
