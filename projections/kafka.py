@@ -19,9 +19,15 @@ def topic_name(settings: Settings, logical: str) -> str:
 
 def group_consumer(settings: Settings, group: str, topics: list[str]) -> AIOKafkaConsumer:
     """A group member with manual offsets (the projector keeps them in PostgreSQL; the
-    group's own commits are never made, so only the assignment comes from the group)."""
+    group's own commits are never made, so only the assignment comes from the group).
+
+    Like the engine's consumers it reads committed records only
+    (``FLOWLOG_KAFKA_ISOLATION_LEVEL``, default read_committed): the processor role writes
+    execution-events in transactions, and one it aborted (a fenced owner's) must never be
+    projected. Records written without a transaction are visible as before."""
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.bootstrap_servers,
+        isolation_level=settings.kafka_isolation_level,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,
         auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
         max_poll_records=settings.projector_batch_records,
@@ -31,6 +37,7 @@ def group_consumer(settings: Settings, group: str, topics: list[str]) -> AIOKafk
 
 def plain_consumer(settings: Settings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                            isolation_level=settings.kafka_isolation_level,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             max_partition_fetch_bytes=8 * 1024 * 1024)
 

@@ -75,7 +75,8 @@ async def _read(settings: Settings) -> dict[tuple[str, int], dict[str, Any]]:
     topic = TopicCatalog.from_settings(settings).name("workflow-definitions")
     codec = Codec.from_settings(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level=settings.kafka_isolation_level)
     await consumer.start()
     out: dict[tuple[str, int], dict[str, Any]] = {}
     try:

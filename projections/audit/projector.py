@@ -199,6 +199,7 @@ class Runner:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.topic_prefix + GROUP, enable_auto_commit=False,
+            isolation_level=settings.kafka_isolation_level,  # never an aborted transaction
             auto_offset_reset="earliest", max_poll_records=settings.max_poll_records,
             session_timeout_ms=settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=2_000, max_partition_fetch_bytes=8 * 1024 * 1024)

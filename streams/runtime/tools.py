@@ -126,7 +126,8 @@ async def history(settings: Settings, execution_id: str, *, follow: bool = False
     codec = Codec.from_settings(settings)
     topic = catalog(settings).name("execution-events")
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level=settings.kafka_isolation_level)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
