@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 INPUT_TOPICS = ("triggers", "commands", "node-results", "timers")
 SNAPSHOTS = "processor-snapshots"
 FENCED = (ProducerFenced, InvalidProducerEpoch)
+#: A rebuild that replayed at least this many execution events writes a snapshot at once.
+SNAPSHOT_AFTER_TAIL_EVENTS = 10_000
 #: (topic, partition, key, value) of one record of a transaction
 Out = tuple[str, int, bytes, bytes, "list[tuple[str, bytes]] | None"]  # + trace headers
 
@@ -136,6 +138,7 @@ class _Part:
     phase: str = "idle"  # what the worker awaits (a stalled step names it in the log)
     since: float = 0.0
     task: asyncio.Task[None] | None = None
+    snapshot_now: bool = False  # rebuilt from a long tail: snapshot before the first step
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -180,6 +183,7 @@ class Processor:
         self.partitions = cat.topics["commands"].partitions
         self.group_id = settings.topic_prefix + "processor"
         self.parts: dict[int, _Part] = {}
+        self._tails: dict[int, int] = {}  # partition -> events replayed by its last rebuild
         self.stats: Counter[str] = Counter()
         self.renderer = TaskRenderer(settings.executor_default_timeout_ms)
         self.admission = admission
@@ -243,6 +247,10 @@ class Processor:
     async def _work(self, part: _Part) -> None:
         """One partition's worker: one transaction per round, holding every input queued
         since the last one and every timer due; the loop polls on meanwhile."""
+        if part.snapshot_now and not part.closing:
+            part.snapshot_now = False
+            if not await self._snapshot(part):
+                return
         while not part.closing:
             due = part.state.next_due()
             if not part.queue and not part.requeue and (due is None or due > time.time()):
@@ -296,6 +304,10 @@ class Processor:
                  {tp.topic.rsplit(".", 1)[-1]: o for tp, o in nexts.items()})
         part = _Part(p, state, producer, time.monotonic(), nexts)
         part.requeue = [s for s in state.states.values() if s.phase == "queued"]
+        # a long rebuild is written down at once, so the next owner starts from it even if
+        # this one never takes a step (no traffic) before it stops
+        part.snapshot_now = (self.settings.processor_snapshot_interval_s > 0
+                             and self._tails.pop(p, 0) >= SNAPSHOT_AFTER_TAIL_EVENTS)
         self.parts[p] = part
         self._fetching(p, True)
         part.task = asyncio.create_task(self._work(part), name=f"processor-{p}")
@@ -352,6 +364,7 @@ class Processor:
                 else:
                     self.stats["rebuild_skipped_events"] += 1
         self.stats["rebuilt_events"] += tail
+        self._tails[p] = tail
         freeze_gc(self.settings)
         log.info("processor: partition %s: snapshot %s + %s tail events", p,
                  "yes" if snap is not None else "none", tail)
