@@ -94,16 +94,16 @@ async def add_filters(q: Q, request: Request, pool: Any) -> None:
                 f"WHERE v.attribute = {{}} AND v.{column} {_OPS[op]} {{}})", name, value)
 
 
+#: Per tenant: the tenant's executions, each looked up in the values by primary key (a
+#: correlated subquery the planner cannot turn into a hash join over every value).
+_EVALUATED = ("(SELECT v.error IS NULL FROM search_attribute_values v WHERE v.attribute = "
+              "a.name AND v.execution_id = x.execution_id)")
 TENANT_PROGRESS = (
     "SELECT a.name, a.type, a.expression, a.state, a.last_error, a.declared_at, "
-    "a.updated_at, 0 AS waiting, "
-    "(SELECT count(*) FROM workflow_executions x WHERE {scope}) AS total, "
-    "(SELECT count(*) FROM search_attribute_values v JOIN workflow_executions x "
-    " ON x.execution_id = v.execution_id WHERE v.attribute = a.name AND {scope}) AS done, "
-    "(SELECT count(*) FROM search_attribute_values v JOIN workflow_executions x "
-    " ON x.execution_id = v.execution_id WHERE v.attribute = a.name AND v.error IS NOT NULL "
-    " AND {scope}) AS errors "
-    "FROM search_attributes a ORDER BY a.name")
+    "a.updated_at, 0 AS waiting, p.total, p.done, p.errors FROM search_attributes a, "
+    "LATERAL (SELECT count(*) AS total, count(ok) AS done, count(*) FILTER (WHERE NOT ok) "
+    "AS errors FROM (SELECT " + _EVALUATED + " AS ok FROM workflow_executions x "
+    "WHERE {scope}) e) p ORDER BY a.name")
 ALL_PROGRESS = (
     "SELECT a.name, a.type, a.expression, a.state, a.last_error, a.declared_at, "
     "a.updated_at, a.waiting, a.total, a.done, (SELECT count(*) FROM search_attribute_values v "

@@ -86,6 +86,17 @@ async def load(settings: Settings, schema: str) -> None:
                                  ("triggers", trs)):
                 for k in range(0, N, 20_000):
                     await write_rows(conn, table, batch[k:k + 20_000])
+        # search attributes: a keyword and a double on every execution
+        await conn.execute("INSERT INTO search_attributes (name, type, expression, state) "
+                           "VALUES ('tier', 'keyword', '\"x\"', 'ready'), "
+                           "('cost', 'double', '1.0', 'ready')")
+        tiers = ["gold", "silver", "bronze", "iron", "wood", "tin", "lead"]
+        await conn.copy_records_to_table(
+            "search_attribute_values",
+            columns=["attribute", "execution_id", "last_seq", "v_keyword", "v_double"],
+            records=[r for i in range(N) for r in (
+                ("tier", f"x{i:06d}", 1, tiers[i % 7], None),
+                ("cost", f"x{i:06d}", 1, None, i / 1000))])
         await conn.execute("ANALYZE")
     finally:
         await loader.close()
@@ -125,6 +136,12 @@ async def test_every_list_query_uses_an_index(settings: Settings, pg_schema: str
                                       "created_to": "2025-01-06T13:00:00Z"}),
                  ("/api/executions", {"workflow": "wf7", "status": "succeeded",
                                       "sort": "last_event_at"}),
+                 ("/api/executions", {"attr.tier": "gold"}),
+                 ("/api/executions", {"attr.cost>": "99.5"}),
+                 ("/api/executions", {"attr.cost<": "0.5", "attr.tier": "tin"}),
+                 ("/api/executions", {"attr.tier": "gold", "status": "failed",
+                                      "sort": "last_event_at"}),
+                 ("/api/search-attributes", {}),
                  ("/api/node-runs", {}), ("/api/node-runs", {"node_type": "agent"}),
                  ("/api/node-runs", {"workflow": "wf3"}),
                  ("/api/node-runs", {"model": "claude-3-5-haiku"}),
@@ -150,7 +167,8 @@ async def test_every_list_query_uses_an_index(settings: Settings, pg_schema: str
         ns = nodes(plan)
         table = next((t for t in LIST_TABLES if f"FROM {t}" in sql), None)
         seq = [n for n in ns if n["Node Type"] == "Seq Scan"
-               and n.get("Relation Name") in ("workflow_executions", "node_runs", "triggers")]
+               and n.get("Relation Name") in ("workflow_executions", "node_runs", "triggers",
+                                              "search_attribute_values")]
         if seq or (not any("Index" in n["Node Type"] for n in ns) and table in (
                 "workflow_executions", "node_runs", "triggers")):
             bad.append((sql, [n["Node Type"] + ":" + str(n.get("Relation Name")) for n in ns]))
