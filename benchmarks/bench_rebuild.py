@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,10 @@ DAG = REPO_ROOT / "examples" / "bench-5node.yaml"
 UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def template(codec: Any) -> list[bytes]:
-    """The encoded batches of one finished execution of the 5-node DAG, in order."""
+def template(codec: Any) -> tuple[list[bytes], bytes]:
+    """The encoded batches of one finished execution of the 5-node DAG, in order, and its
+    retired state as the processor keeps it (JSON)."""
+    import orjson
     import yaml
     from flowlog.aggregates import records
     from flowlog.aggregates.definition import compile_definition, parse_definition
@@ -76,15 +79,28 @@ def template(codec: Any) -> list[bytes]:
             out.append(codec.encode("ExecutionEventBatch",
                                     records.batch_record(events, i.event_id)))
     assert state.phase == "succeeded", state.phase
-    return out
+    return out, orjson.dumps(state.retired().to_dict())
 
 
-def write_fixture(settings: Settings, events_total: int) -> dict[str, Any]:
+def write_fixture(settings: Settings, events_total: int, window: int,
+                  snapshots: bool) -> dict[str, Any]:
+    import orjson
+    from aiokafka.partitioner import murmur2
     from confluent_kafka import Producer
     from flowlog.schemas.codec import Codec
+    from flowlog.streams.runtime.processor import (
+        encode_snapshot,
+        ensure_snapshots_topic,
+        snapshots_topic,
+    )
+    from flowlog.streams.runtime.processor_state import PartitionState
 
     codec = Codec()
-    batches = template(codec)
+    batches, retired = template(codec)
+    parts = settings.default_partitions
+    # the last `window` finished executions of each partition, as the processor keeps them
+    kept: list[deque[bytes]] = [deque(maxlen=window) for _ in range(parts)]
+    written = [0] * parts
     per_execution = sum(len(codec.decode(b).record["events"]) for b in batches)
     executions = max(1, events_total // per_execution)
     ids = sorted({m for b in batches for m in UUID_RE.findall(b)})
@@ -102,6 +118,10 @@ def write_fixture(settings: Settings, events_total: int) -> dict[str, Any]:
         for n in range(executions):
             fresh = {old: str(uuid.uuid4()).encode() for old in ids}
             key = fresh[exec_id]
+            part = (murmur2(key) & 0x7FFFFFFF) % parts
+            written[part] += 1
+            if snapshots:
+                kept[part].append(UUID_RE.sub(lambda m, f=fresh: f[m.group(0)], retired))
             for b in batches:
                 value = UUID_RE.sub(lambda m, f=fresh: f[m.group(0)], b)
                 while True:
@@ -118,9 +138,36 @@ def write_fixture(settings: Settings, events_total: int) -> dict[str, Any]:
     if left:
         raise SystemExit(f"{left} fixture records not delivered")
     seconds = time.perf_counter() - started
-    return {"executions": executions, "events": executions * per_execution,
-            "events_per_execution": per_execution,
-            "records": executions * len(batches), "write_s": round(seconds, 1)}
+    out = {"executions": executions, "events": executions * per_execution,
+           "events_per_execution": per_execution,
+           "records": executions * len(batches), "write_s": round(seconds, 1)}
+    if snapshots:
+        # what the processor would have snapshotted after folding this history: the same
+        # PartitionState, built from the retired states instead of by replaying every event
+        from confluent_kafka import Consumer, TopicPartition
+
+        ensure_snapshots_topic(settings)
+        probe = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                          "group.id": "bench-rebuild-probe"})
+        snaps = Producer({"bootstrap.servers": settings.bootstrap_servers,
+                          "message.max.bytes": 64 * 1024 * 1024})
+        sizes = []
+        for p in range(parts):
+            _, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            states = [orjson.loads(b) for b in kept[p]]
+            state = PartitionState.from_snapshot({
+                "v": 1, "partition": p, "events_offset": high, "states": states,
+                "finished": [d["execution_id"] for d in states], "items": {},
+                "limited": [], "evicted": written[p] - len(states)}, window)
+            value = encode_snapshot(state)
+            sizes.append(len(value))
+            snaps.produce(snapshots_topic(settings), value=value, key=str(p).encode(),
+                          partition=p)
+        probe.close()
+        if snaps.flush(60):
+            raise SystemExit("fixture snapshots not delivered")
+        out["snapshot_bytes_max"] = max(sizes)
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -225,6 +272,11 @@ def main() -> None:
     ap.add_argument("--prefix", default=None,
                     help="reuse a fixture written before under this prefix (with --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the topics at the end")
+    ap.add_argument("--fixture-snapshots", action="store_true",
+                    help="also write the processor snapshot of the fixture (the state the "
+                         "processor would have snapshotted after folding it), so even the "
+                         "first processor start reads snapshot + tail: without it, the "
+                         "first (cold) start replays every event")
     args = ap.parse_args()
 
     from flowlog.streams.runtime.kafka import ensure_topics
@@ -240,7 +292,9 @@ def main() -> None:
         if args.prefix is None:
             ensure_topics(settings)
             apply_definition(settings, DAG)
-            figures["fixture"] = write_fixture(settings, args.events)
+            figures["fixture"] = write_fixture(settings, args.events,
+                                               settings.processor_finished_window,
+                                               args.fixture_snapshots)
             print(f"fixture: {figures['fixture']}")
         runs = []
         for role in args.roles.split(","):
