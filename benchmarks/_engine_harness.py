@@ -291,6 +291,17 @@ def _ticks(pid: int) -> int:
         return 0
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
 def _machine_ticks() -> tuple[int, int]:
     values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
@@ -388,6 +399,8 @@ class Step:
     executions: int = 0  # every execution of the step (warm-up included)
     startup_s: float = 0.0
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    # (seconds into the window, executions finished, RSS MB per role), every rss_every_s
+    rss: list[tuple[float, int, dict[str, float]]] = field(default_factory=list)
     sustainable: bool = False
     why: str = ""
 
@@ -443,6 +456,7 @@ class Options:
     slope_limit: float = 0.02
     env: dict[str, str] = field(default_factory=dict)
     worker_script: str | None = None
+    rss_every_s: float = 0.0  # > 0: sample every worker's RSS this often (Step.rss)
 
 
 def run_step(opts: Options, rate: float, *, profile_dir: Path | None = None,
@@ -501,6 +515,7 @@ def run_step(opts: Options, rate: float, *, profile_dir: Path | None = None,
         meter.start()
         t0 = time.monotonic()
         next_sample = 0.0
+        next_rss = 0.0
         while True:
             now = time.monotonic() - t0
             if now >= opts.duration:
@@ -512,6 +527,10 @@ def run_step(opts: Options, rate: float, *, profile_dir: Path | None = None,
             if now >= next_sample:
                 step.samples.append((round(now, 2), len(sent), len(observer.done) - warm))
                 next_sample += 0.25
+            if opts.rss_every_s > 0 and now >= next_rss:
+                step.rss.append((round(now, 1), len(observer.done) - warm,
+                                 {p.role: rss_mb(p.popen.pid) for p in procs}))
+                next_rss += opts.rss_every_s
             time.sleep(min(0.005, max(0.0005, (len(sent) / rate) - now)))
         t_stop = time.monotonic()
         step.sent = len(sent)
