@@ -18,8 +18,18 @@ key of one tenant (every query scoped in SQL as usual). Latency is measured from
 time (a late send counts against the API: no coordinated omission); the time from the
 actual send is reported beside it.
 
+CPU cost per request (much less noisy than latency on a shared machine): the API
+process's CPU time (utime + stime from /proc, its worker processes included) over the
+measured window divided by the requests answered; the same for the PostgreSQL backends of
+the API's pool (found by their application_name, which names the schema) and for the load
+generator. ``--profile`` records the API process with py-spy during the first run
+(``benchmarks/results/api_profile.txt``, top functions by own and total samples).
+
 The machine has 2 cores shared with other work (`load_before`); the load generator itself
 takes part of one. Writes benchmarks/results/api.json.
+
+    python benchmarks/bench_api.py --rate 100 --runs 1 --keep       # keep the loaded schema
+    python benchmarks/bench_api.py --schema benchapi_xxxxxxxx ...   # reuse it (no loading)
 """
 
 from __future__ import annotations
@@ -113,6 +123,39 @@ async def load(settings: Settings, schema: str, n: int, detailed: int) -> None:
     await rm.close()
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its live children (the API's extra workers)."""
+    total = proc_cpu(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += proc_cpu(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    return total
+
+
+def pg_backends(settings: Settings, schema: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend of the benchmark's API pool (local server)."""
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
+        pids = [r[0] for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (f"flowlog-api:{schema}"[:63],))]
+    return {pid: proc_cpu(pid) for pid in pids}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,8 +185,36 @@ def start_api(settings: Settings, schema: str, port: int, workers: int = 1
     raise RuntimeError("the API did not become ready in 60 s")
 
 
-async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration: float
-                ) -> dict[str, dict[str, list[Any]]]:
+def summarise_profile(raw: Path, out: Path, top: int = 40) -> None:
+    """py-spy's raw (collapsed stacks) output: the top functions by own samples and by
+    samples anywhere on the stack."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    if not raw.exists():
+        out.write_text("py-spy wrote no samples (is it installed and allowed to ptrace?)\n")
+        return
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            total[f] = total.get(f, 0) + n
+    lines = [f"{samples} samples", "", "own %  function"]
+    lines += [f"{100 * v / samples:5.1f}  {k}" for k, v in
+              sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    lines += ["", "total %  function"]
+    lines += [f"{100 * v / samples:5.1f}  {k}" for k, v in
+              sorted(total.items(), key=lambda kv: -kv[1])[:top]]
+    out.write_text("\n".join(lines) + "\n")
+
+
+async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration: float,
+                began: Any = None) -> dict[str, dict[str, list[Any]]]:
     """Open-loop load with aiohttp (httpx's pool scans its queue per request: at hundreds of
     requests in flight the client, not the API, was the bottleneck)."""
     import aiohttp
@@ -160,6 +231,8 @@ async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration
             async with client.get(lists[0]) as r:
                 await r.read()
         loop = asyncio.get_running_loop()
+        if began is not None:
+            began()
         t0 = loop.time() + 0.2
         total = int(rate * duration)
 
@@ -194,16 +267,48 @@ async def drive(url: str, key: str, tenant_ids: list[str], rate: float, duration
 
 
 def run_once(settings: Settings, schema: str, rate: float, duration: float, key: str,
-             ids: list[str], workers: int = 1) -> dict[str, Any]:
+             ids: list[str], workers: int = 1, profile: Path | None = None
+             ) -> dict[str, Any]:
     port = free_port()
     proc = start_api(settings, schema, port, workers)
     time.sleep(3 * (workers - 1))  # the other processes start after the first answers
+    cpu: dict[str, float] = {}
+    spy: subprocess.Popen[bytes] | None = None
+
+    def began() -> None:  # after the warm-up requests, when the measured load starts
+        nonlocal spy
+        cpu["api"], cpu["gen"] = tree_cpu(proc.pid), time.process_time()
+        cpu["wall"] = time.monotonic()
+        pg0.update(pg_backends(settings, schema))
+        if profile is not None:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--output",
+                 str(profile.with_suffix(".raw")), "--rate", "200", "--nonblocking",
+                 "--duration", str(int(duration))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    pg0: dict[int, float] = {}
     try:
-        res = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, rate, duration))
+        res = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, rate, duration, began))
+        api_cpu = tree_cpu(proc.pid) - cpu["api"]
+        gen_cpu = time.process_time() - cpu["gen"]
+        wall = time.monotonic() - cpu["wall"]
+        pg1 = pg_backends(settings, schema)
+        pg_cpu = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
     finally:
+        if spy is not None:
+            spy.wait(duration + 30)
         proc.terminate()
         proc.wait(15)
-    fig: dict[str, Any] = {}
+    if profile is not None:
+        summarise_profile(profile.with_suffix(".raw"), profile)
+    answered = sum(len(v["due"]) for v in res.values())
+    fig: dict[str, Any] = {
+        "api_cpu_ms_per_request": round(api_cpu * 1000 / max(1, answered), 3),
+        "pg_cpu_ms_per_request": round(pg_cpu * 1000 / max(1, answered), 3),
+        "loadgen_cpu_ms_per_request": round(gen_cpu * 1000 / max(1, answered), 3),
+        "api_cpu_percent": round(api_cpu * 100 / wall, 1), "wall_s": round(wall, 2),
+        "load_during": list(os.getloadavg())}
     for kind, v in res.items():
         fig[kind] = {"requests": len(v["due"]), "errors": len(v["errors"]),
                      "p50_ms": round(pct(v["due"], 0.5), 2),
@@ -224,19 +329,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--engine", action="store_true",
                     help="run the engine benchmark at half its highest rate meanwhile")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the loaded schema (printed) for --schema next time")
+    ap.add_argument("--schema", help="reuse a schema kept by --keep (same --executions and "
+                                     "--detailed); it is kept again")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy the API during run 1: results/api_profile.txt")
     args = ap.parse_args(argv)
     settings = Settings().model_copy(update={"topic_prefix": f"bench.{uuid.uuid4().hex[:8]}."})
-    schema = f"benchapi_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"benchapi_{uuid.uuid4().hex[:8]}"
+    keep = args.keep or bool(args.schema)
     load_before = list(os.getloadavg())
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
+    if not args.schema:
+        with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
     engine_thread: threading.Thread | None = None
     engine_fig: dict[str, Any] = {}
     try:
-        migrate(settings, schema)
         s = settings.model_copy(update={"pg_schema": schema})
-        console.print(f"loading {args.executions:,} executions into {schema} ...")
-        asyncio.run(load(s, schema, args.executions, args.detailed))
+        if not args.schema:
+            migrate(settings, schema)
+            console.print(f"loading {args.executions:,} executions into {schema} ...")
+            asyncio.run(load(s, schema, args.executions, args.detailed))
 
         async def make_key() -> str:
             async with auth_service(s, schema) as svc:
@@ -248,17 +362,29 @@ def main(argv: list[str] | None = None) -> None:
             engine_fig, engine_thread = start_engine(args.duration * args.runs + 60)
         runs = []
         for n in range(args.runs):
-            fig = run_once(s, schema, args.rate, args.duration, key, ids, args.workers)
+            profile = (Path(__file__).parent / "results" / "api_profile.txt"
+                       if args.profile and n == 0 else None)
+            fig = run_once(s, schema, args.rate, args.duration, key, ids, args.workers,
+                           profile)
             errors = fig["detail"]["errors"] + fig["list"]["errors"]
             console.print(f"run {n + 1}: detail p50/p99 {fig['detail']['p50_ms']}/"
                           f"{fig['detail']['p99_ms']} ms, list p50/p99 {fig['list']['p50_ms']}/"
-                          f"{fig['list']['p99_ms']} ms ({errors} errors)")
+                          f"{fig['list']['p99_ms']} ms ({errors} errors); CPU ms/request: "
+                          f"API {fig['api_cpu_ms_per_request']}, PostgreSQL "
+                          f"{fig['pg_cpu_ms_per_request']}, load generator "
+                          f"{fig['loadgen_cpu_ms_per_request']} (API at "
+                          f"{fig['api_cpu_percent']} % of a core; load "
+                          f"{fig['load_during'][0]:.1f})")
             runs.append(fig)
     finally:
         if engine_thread is not None:
             engine_thread.join()
-        with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        if keep:
+            console.print(f"kept schema {schema} (drop it when done: DROP SCHEMA \"{schema}\" "
+                          "CASCADE)")
+        else:
+            with psycopg.connect(settings.pg_dsn, autocommit=True) as c:
+                c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     figures: dict[str, Any] = {
         "rate_per_s": args.rate, "duration_s": args.duration, "executions": args.executions,
         "load_before": load_before, "with_engine": args.engine, "runs": runs,
@@ -266,12 +392,16 @@ def main(argv: list[str] | None = None) -> None:
         "detail_p99_ms": median([r["detail"]["p99_ms"] for r in runs]),
         "list_p99_ms": median([r["list"]["p99_ms"] for r in runs]),
         "detail_p50_ms": median([r["detail"]["p50_ms"] for r in runs]),
-        "list_p50_ms": median([r["list"]["p50_ms"] for r in runs])}
+        "list_p50_ms": median([r["list"]["p50_ms"] for r in runs]),
+        "api_cpu_ms_per_request": median([r["api_cpu_ms_per_request"] for r in runs]),
+        "pg_cpu_ms_per_request": median([r["pg_cpu_ms_per_request"] for r in runs])}
     if engine_fig:
         figures["engine"] = engine_fig
     console.print(f"[bold]median of {len(runs)} runs at {args.rate:g} req/s"
                   f"{' beside the engine' if args.engine else ''}: detail p99 "
-                  f"{figures['detail_p99_ms']} ms, list p99 {figures['list_p99_ms']} ms[/]")
+                  f"{figures['detail_p99_ms']} ms, list p99 {figures['list_p99_ms']} ms; "
+                  f"CPU ms/request: API {figures['api_cpu_ms_per_request']}, PostgreSQL "
+                  f"{figures['pg_cpu_ms_per_request']}[/]")
     if not args.no_write:
         name = "api_engine" if args.engine else "api"
         console.print(f"wrote {write_results(name, figures)}")

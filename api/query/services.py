@@ -77,13 +77,22 @@ async def _init(conn: asyncpg.Connection) -> None:
                                   decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without asyncpg's default reset query (a round trip
+    per request: advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL). The API sets no session
+    state, takes no lock and listens to nothing; only an open transaction is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 @contextlib.asynccontextmanager
 async def build_services(settings: Settings, schema: str | None = None
                          ) -> AsyncIterator[Services]:
     schema = schema or settings.pg_schema
     pool = await asyncpg.create_pool(
-        settings.pg_dsn, min_size=2, max_size=settings.api_pg_pool, init=_init,
-        server_settings={"search_path": schema, "application_name": "flowlog-api",
+        settings.pg_dsn, min_size=2, max_size=settings.api_pg_pool, init=_init, reset=_reset,
+        server_settings={"search_path": schema,  # the schema names the pool's backends
+                         "application_name": f"flowlog-api:{schema}"[:63],
                          "default_transaction_read_only": "on"})
     assert pool is not None
     client = aioredis.from_url(settings.redis_url)
