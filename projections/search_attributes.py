@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import cel
 from flowlog.aggregates.errors import ExpressionError
 from flowlog.aggregates.execution import events as ev
 from flowlog.aggregates.execution.evolve import fold
@@ -200,7 +201,11 @@ class Outcome:
 def evaluate(decl: Declaration, variables: dict[str, Any], execution_id: str) -> Outcome:
     """Evaluate for one execution; an error is returned, never raised (it is counted)."""
     try:
-        raw = decl.expression.evaluate(variables)
+        # only the variables the expression reads, in a cel Context: converting every
+        # event of a history into CEL values is most of an evaluation's cost
+        context = cel.Context()
+        context.update({k: variables[k] for k in decl.expression.variables if k in variables})
+        raw = decl.expression.evaluate(context)
         return Outcome(coerce(decl, raw, f"execution {execution_id}"), None)
     except (ExpressionError, SearchAttributeError) as exc:
         return Outcome(None, str(exc)[:1000])

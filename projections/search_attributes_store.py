@@ -54,8 +54,44 @@ UPSERT_VALUE = (
     "v_bool = excluded.v_bool, v_datetime = excluded.v_datetime, error = excluded.error, "
     "evaluated_at = now() WHERE search_attribute_values.last_seq <= excluded.last_seq")
 
-#: events of one execution, in seq order (the audit store's `events`)
-EventSource = Callable[[str], list[ev.ExecutionEvent]]
+#: the events of each of some executions, in seq order (missing: none stored)
+EventSource = Callable[[Sequence[str]], dict[str, list[ev.ExecutionEvent]]]
+
+
+def one_by_one(events: Callable[[str], list[ev.ExecutionEvent]]) -> EventSource:
+    """An EventSource from a per-execution function (e.g. `AuditStore.events`)."""
+    return lambda ids: {i: events(i) for i in ids}
+
+
+def audit_source(audit: Any) -> EventSource:
+    """The events of a batch of executions from the audit store in ONE query (the store's
+    own `events` is a query per execution), decoded by the store's own mapper."""
+    from eventsourcing.persistence import StoredEvent
+    from flowlog.aggregates.execution.events import event_from_dict
+    from flowlog.projections.audit.store import execution_uuid
+    from psycopg.sql import SQL, Identifier
+
+    rec = audit.recorder
+    statement = SQL("SELECT originator_id, originator_version, topic, state FROM {s}.{t} "
+                    "WHERE originator_id = ANY(%s) ORDER BY originator_id, "
+                    "originator_version").format(s=Identifier(rec.datastore.schema),
+                                                 t=Identifier(rec.events_table_name))
+
+    def events(ids: Sequence[str]) -> dict[str, list[ev.ExecutionEvent]]:
+        by_uuid = {execution_uuid(i): i for i in ids}
+        out: dict[str, list[ev.ExecutionEvent]] = {i: [] for i in ids}
+        with rec.datastore.get_connection() as conn, conn.cursor() as cur:
+            cur.execute(statement, [list(by_uuid)])
+            rows = cur.fetchall()
+        for r in rows:
+            stored = StoredEvent(originator_id=r["originator_id"],
+                                 originator_version=r["originator_version"],
+                                 topic=r["topic"], state=bytes(r["state"]))
+            domain = audit.app.mapper.to_domain_event(stored)
+            out[by_uuid[r["originator_id"]]].append(event_from_dict(domain.event))
+        return out
+
+    return events
 
 
 async def mark_pending(conn: Any, executions: Sequence[tuple[str, int]]) -> None:
@@ -201,8 +237,9 @@ def backfill_batch(conn: psycopg.Connection, events_of: EventSource, name: str,
                             (cursor, size)).fetchall()
         rows: list[tuple[Any, ...]] = []
         behind: list[tuple[str, int]] = []
+        histories = events_of([t[0] for t in todo])
         for execution_id, last_seq in todo:
-            events = events_of(execution_id)
+            events = histories.get(execution_id)
             if not events or events[-1].seq < last_seq:
                 behind.append((execution_id, last_seq))
                 continue
@@ -256,8 +293,9 @@ def drain_pending(conn: psycopg.Connection, events_of: EventSource, limit: int =
         decls = declarations(conn)
         rows: list[tuple[Any, ...]] = []
         cleared: list[tuple[str, int]] = []
+        histories = events_of([q[0] for q in queued])
         for execution_id, last_seq in queued:
-            events = events_of(execution_id)
+            events = histories.get(execution_id)
             if not events or events[-1].seq < last_seq:
                 waiting += 1
                 continue

@@ -32,6 +32,7 @@ class Evaluator:
         self.schema = schema or settings.pg_schema
         self.conn: Any = None
         self.audit: Any = None
+        self.source: store.EventSource = store.one_by_one(lambda _: [])
 
     def open(self) -> None:
         from flowlog.projections.audit.store import AuditStore
@@ -40,6 +41,7 @@ class Evaluator:
             self.conn = store.connect(self.settings.pg_dsn, self.schema)
         if self.audit is None:
             self.audit = AuditStore(self.settings, self.schema, readonly=True)
+            self.source = store.audit_source(self.audit)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -52,11 +54,11 @@ class Evaluator:
     def round(self) -> int:
         """One round; returns how many evaluations it made (0: idle)."""
         self.open()
-        done, _waiting = store.drain_pending(self.conn, self.audit.events, BATCH)
+        done, _waiting = store.drain_pending(self.conn, self.source, BATCH)
         names = [r[0] for r in self.conn.execute(
             "SELECT name FROM search_attributes WHERE state = 'backfilling' ORDER BY name")]
         for name in names:
-            res = store.backfill_batch(self.conn, self.audit.events, name, BATCH)
+            res = store.backfill_batch(self.conn, self.source, name, BATCH)
             done += res.evaluated + res.waiting + (1 if res.finished else 0)
         return done
 

@@ -128,7 +128,8 @@ def _backfill(conn: Any, audit: Any, name: str, batch: int) -> None:
                 bar.update(task, total=max(now.total, now.done), completed=now.done,
                            errors=now.errors)
 
-        final = store.backfill(conn, audit.events, name, batch, on_batch=tick)
+        final = store.backfill(conn, store.audit_source(audit), name, batch,
+                               on_batch=tick)
     Console().print(f"{name}: {final.state}, {final.done:,}/{final.total:,} executions, "
                     f"{final.errors:,} errors, {final.waiting:,} waiting for the audit store")
 

@@ -30,7 +30,8 @@ def declared(world: World) -> Iterator[dict[str, dict[str, Any]]]:
     values: dict[str, dict[str, Any]] = {}
     for name, (type_, source) in ATTRS.items():
         store.declare(conn, sa.declaration(name, type_, source))
-        store.backfill(conn, world.loader.audit.store.events, name, size=5)
+        store.backfill(conn, store.audit_source(world.loader.audit.store), name,
+                       size=5)
         values[name] = dict(conn.execute(
             f"SELECT execution_id, {sa.COLUMN[type_]} FROM search_attribute_values "
             "WHERE attribute = %s", (name,)).fetchall())

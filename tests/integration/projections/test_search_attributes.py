@@ -92,7 +92,7 @@ async def test_backfill_every_type_equals_a_fresh_evaluation(world: World) -> No
         declare(world, name)
         row = store.get(world.conn, name)
         assert row is not None and row.state == "backfilling" and row.total == N
-        row = store.backfill(world.conn, world.audit.events, name, size=4)
+        row = store.backfill(world.conn, store.audit_source(world.audit), name, size=4)
         assert (row.state, row.done, row.total, row.errors) == ("ready", N, N, 0)
         assert world.values(name) == world.expected(name)
     assert {v for v in world.values("priority").values()} == {"normal", "none"}
@@ -114,7 +114,7 @@ async def test_backfill_resumes_after_a_crash_between_batches(world: World) -> N
             raise Crash
 
     with pytest.raises(Crash):
-        store.backfill(world.conn, world.audit.events, "retries", size=3,
+        store.backfill(world.conn, store.audit_source(world.audit), "retries", size=3,
                        on_batch=crash_after_two)
     row = store.get(world.conn, "retries")
     assert row is not None and (row.state, row.done) == ("backfilling", 6)
@@ -122,14 +122,14 @@ async def test_backfill_resumes_after_a_crash_between_batches(world: World) -> N
     # a fresh connection, as a restarted process would have
     world.conn.close()
     world.conn = store.connect(world.settings.pg_dsn, world.schema)
-    row = store.backfill(world.conn, world.audit.events, "retries", size=3)
+    row = store.backfill(world.conn, store.audit_source(world.audit), "retries", size=3)
     assert (row.state, row.done, row.total) == ("ready", N, N)
     assert world.values("retries") == world.expected("retries")
     assert world.conn.execute("SELECT count(*) FROM search_attribute_values").fetchone() == (N,)
     # idempotent: evaluating everything again writes the same values
     world.conn.execute("UPDATE search_attributes SET state = 'backfilling', "
                        "backfill_cursor = '', done = 0")
-    row = store.backfill(world.conn, world.audit.events, "retries", size=7)
+    row = store.backfill(world.conn, store.audit_source(world.audit), "retries", size=7)
     assert (row.state, row.done) == ("ready", N)
     assert world.values("retries") == world.expected("retries")
 
@@ -137,7 +137,7 @@ async def test_backfill_resumes_after_a_crash_between_batches(world: World) -> N
 async def test_live_path_new_and_growing_executions(world: World) -> None:
     for name in ("retries", "had_incident"):
         declare(world, name)
-        store.backfill(world.conn, world.audit.events, name)
+        store.backfill(world.conn, store.audit_source(world.audit), name)
     # a new execution, first half only (index 2: the dead-letter history has an incident
     # late), then the rest
     first = [e.seq for e in history(TEMPLATES[2], "n", "acme", timedelta())]
@@ -146,10 +146,10 @@ async def test_live_path_new_and_growing_executions(world: World) -> None:
                                 "search_attribute_pending").fetchall()
     assert queued == [("new-1", world.histories["new-1"][-1].seq)]
     assert 1 < queued[0][1] < first[-1]
-    assert store.drain_pending(world.conn, world.audit.events) == (1, 0)
+    assert store.drain_pending(world.conn, store.audit_source(world.audit)) == (1, 0)
     assert world.values("retries")["new-1"] == world.expected("retries")["new-1"]
     await world.add("new-1", 2)
-    assert store.drain_pending(world.conn, world.audit.events) == (1, 0)
+    assert store.drain_pending(world.conn, store.audit_source(world.audit)) == (1, 0)
     assert world.values("had_incident")["new-1"] is True
     assert world.values("retries") == world.expected("retries")
     assert world.conn.execute("SELECT count(*) FROM search_attribute_pending").fetchone() == (0,)
@@ -163,12 +163,12 @@ async def test_audit_store_behind_waits_then_catches_up(world: World) -> None:
         events: list[ExecutionEvent] = world.audit.events(eid)
         return events[:lagging[eid]] if eid in lagging else events
 
-    row = store.backfill(world.conn, behind, "retries")
+    row = store.backfill(world.conn, store.one_by_one(behind), "retries")
     assert (row.state, row.done, row.waiting) == ("ready", N, 1)
     assert "x-003" not in world.values("retries")
-    assert store.drain_pending(world.conn, behind) == (0, 1)
+    assert store.drain_pending(world.conn, store.one_by_one(behind)) == (0, 1)
     lagging.clear()
-    assert store.drain_pending(world.conn, behind) == (1, 0)
+    assert store.drain_pending(world.conn, store.one_by_one(behind)) == (1, 0)
     assert world.values("retries") == world.expected("retries")
     row = store.get(world.conn, "retries")
     assert row is not None and row.waiting == 0
@@ -177,8 +177,9 @@ async def test_audit_store_behind_waits_then_catches_up(world: World) -> None:
 async def test_an_expression_failing_for_some_executions_is_counted(world: World) -> None:
     decl = sa.declaration("ticket_id", "keyword", "execution.input.ticket.id")
     store.declare(world.conn, decl)
-    row = store.backfill(world.conn, world.audit.events, "ticket_id")
-    with_ticket = sum(1 for h in world.histories.values() if "ticket" in h[0].input)  # type: ignore[attr-defined]
+    row = store.backfill(world.conn, store.audit_source(world.audit), "ticket_id")
+    with_ticket = sum(1 for h in world.histories.values()
+                      if "ticket" in getattr(h[0], "input", {}))
     assert 0 < with_ticket < N
     assert (row.state, row.done, row.errors) == ("ready", N, N - with_ticket)
     errors = world.conn.execute("SELECT error FROM search_attribute_values WHERE error IS NOT "
@@ -187,7 +188,7 @@ async def test_an_expression_failing_for_some_executions_is_counted(world: World
     # a value of the wrong type at run time is an error on that execution too
     store.declare(world.conn, sa.declaration(
         "odd", "int", 'execution.tenant == "zeta" ? execution.tenant : 1'))
-    row = store.backfill(world.conn, world.audit.events, "odd")
+    row = store.backfill(world.conn, store.audit_source(world.audit), "odd")
     assert row.errors == N // 2 and row.state == "ready"
 
 

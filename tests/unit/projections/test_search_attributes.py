@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from flowlog.aggregates.execution.events import event_from_dict
+from flowlog.aggregates.execution.events import ExecutionEvent, event_from_dict
 from flowlog.projections import search_attributes as sa
 
 HISTORY = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
 
 
-def recorded(name: str) -> list:  # type: ignore[type-arg]
+def recorded(name: str) -> list[ExecutionEvent]:
     doc = json.loads((HISTORY / f"{name}.json").read_text())
     return [event_from_dict(e) for e in doc["events"]]
 
