@@ -1,8 +1,11 @@
 """Every event type of the contract (docs/events.md), as pydantic models.
 
-Each class matches its newest ``avro/<Name>/vN.avsc`` exactly; ``flowlog schemas check``
-and tests/unit/schemas/test_drift.py prove it. Change a class, then run
-``flowlog schemas generate`` to write the next schema version.
+Each class is the one declaration of its event type: it matches its newest
+``avro/<Name>/vN.avsc`` exactly, and the domain's dataclasses
+(``aggregates/execution/_generated_*.py``) are generated from it and its ``domain_forms``
+(``domaingen.py``); ``flowlog schemas check`` and tests/unit/schemas prove both. Change a
+class, then run ``flowlog schemas generate`` to write the next schema version and the
+domain modules.
 """
 
 from __future__ import annotations
