@@ -81,6 +81,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                if child else None)
     server = uvicorn.Server(uvicorn.Config(
         make_app(settings), log_level="warning", lifespan="on", access_log=False,
+        http="httptools", proxy_headers=False,  # no X-Forwarded-* rewriting layer per request
         timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve([sock]), name="api-server")
     if not child:
