@@ -122,8 +122,10 @@ def main() -> None:
         ids = [r[0] for r in conn.execute("SELECT execution_id FROM workflow_executions")]
         decls = store.declarations(conn)
         t0 = time.perf_counter()
-        histories = [events_of(ids[k:k + args.batch])[e] for k in range(0, len(ids), args.batch)
-                     for e in ids[k:k + args.batch]]
+        histories = []
+        for k in range(0, len(ids), args.batch):
+            got = events_of(ids[k:k + args.batch])
+            histories += [got[e] for e in ids[k:k + args.batch]]
         read_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for eid, h in zip(ids, histories, strict=True):
