@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     max_poll_records: int = Field(
         500, description="Records per poll of the engine's consumers (one decision batch)."
     )
+    orchestrator_finished_window: int = Field(
+        5_000, description="Finished executions the orchestrator keeps per partition (their "
+        "retired states deduplicate late inputs); older ones leave memory.",
+    )
     executor_max_inflight: int = Field(
         256, description="Tasks running at once in one executor process (all node types)."
     )

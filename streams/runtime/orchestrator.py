@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ class _Listener(ConsumerRebalanceListener):
             for p in {tp.partition for tp in revoked}:
                 self.owner.owned.discard(p)
                 self.owner.states.pop(p, None)
+                self.owner.finished.pop(p, None)
         log.info("orchestrator: revoked %s", sorted({tp.partition for tp in revoked}))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -84,6 +85,10 @@ class Orchestrator:
         self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
         self.events_topic = cat.name("execution-events")
         self.states: dict[int, dict[str, ExecutionState]] = {}  # partition -> execution -> state
+        # partition -> its finished executions, oldest first: beyond the window they leave
+        # memory (their retired states deduplicate late inputs; see `_retire`)
+        self.finished: dict[int, OrderedDict[str, None]] = {}
+        self.window = max(1, settings.orchestrator_finished_window)
         self.owned: set[int] = set()
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
@@ -104,6 +109,7 @@ class Orchestrator:
         states; the inputs are redelivered to the owner, who rebuilds from the log."""
         for tp in partitions:
             self.states.pop(tp.partition, None)
+            self.finished.pop(tp.partition, None)
 
     def _maybe_crash(self, acked: int) -> None:
         if acked and self.crash_after_write and random.random() < self.crash_after_write:
@@ -115,6 +121,7 @@ class Orchestrator:
         """Fold the execution-events partition up to its end into fresh states."""
         await self.producer.flush()  # our own writes still in flight must be in the log
         states: dict[str, ExecutionState] = {}
+        finished = self.finished[partition] = OrderedDict()
         count = 0
         async for msg in self.read_events(self.events_topic, partition):
             try:
@@ -126,6 +133,10 @@ class Orchestrator:
             for e in events:
                 state = states.get(e.execution_id)
                 if state is None:
+                    if e.execution_id in finished or e.seq != 1:
+                        # an event after its execution left memory (or its history's start)
+                        self.stats["rebuild_skipped_events"] += 1
+                        continue
                     state = states[e.execution_id] = ExecutionState()
                 if e.seq <= state.seq:
                     self.stats["rebuild_duplicate_events"] += 1
@@ -135,14 +146,33 @@ class Orchestrator:
                     continue
                 evolve(state, e)
                 count += 1
-        for eid, state in states.items():
-            if state.finished:
-                states[eid] = state.retired()
+                if state.finished:
+                    self._retire(states, finished, e.execution_id, state)
         self.stats["rebuilt_events"] += count
         freeze_gc(self.settings)  # the rebuilt states are lasting objects (memory.py)
         log.info("orchestrator: partition %s rebuilt: %s executions, %s events",
                  partition, len(states), count)
         return states
+
+    def _retire(self, states: dict[str, ExecutionState], finished: OrderedDict[str, None],
+                execution_id: str, state: ExecutionState) -> None:
+        """A finished execution keeps only what deduplicates its late inputs (its retired
+        state), and only while it is among the partition's last `window` finished ones.
+
+        Bound: memory per partition is the unfinished executions plus `window` retired
+        states. Consequence: an input for an execution that left memory finds no state. A
+        non-trigger input then yields nothing (counted as `unknown_execution`); a trigger
+        re-sent with the same execution id would start it again. Kafka's redelivery cannot
+        do that unless `window` executions of the partition finish between an input's
+        delivery and its offset's commit (the commit follows the writes within
+        `FLOWLOG_COMMIT_INTERVAL_MS`); a producer re-sending an old trigger can."""
+        states[execution_id] = state.retired()
+        finished[execution_id] = None
+        finished.move_to_end(execution_id)
+        while len(finished) > self.window:
+            old, _ = finished.popitem(last=False)
+            states.pop(old, None)
+            self.stats["evicted"] += 1
 
     # --- the hot path ------------------------------------------------------------------------
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
@@ -211,8 +241,11 @@ class Orchestrator:
             return None
         for e in events:
             evolve(state, e)
-        # a finished execution keeps only what deduplicates its late inputs (memory)
-        states[execution_id] = state.retired() if state.finished else state
+        if state.finished:
+            self._retire(states, self.finished.setdefault(p, OrderedDict()), execution_id,
+                         state)
+        else:
+            states[execution_id] = state
         self.stats["decisions"] += 1
         self.stats["events"] += len(events)
         hooks.decided(events, state.workflow_id, msg.timestamp)
