@@ -404,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{figures['pg_cpu_ms_per_request']}[/]")
     if not args.no_write:
         name = "api_engine" if args.engine else "api"
+        if args.rate != 300:  # the goal's rate keeps the plain name
+            name += f"_rate{args.rate:g}"
         console.print(f"wrote {write_results(name, figures)}")
 
 
