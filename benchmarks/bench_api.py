@@ -42,6 +42,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -283,11 +284,12 @@ def run_once(settings: Settings, schema: str, rate: float, duration: float, key:
         if profile is not None:
             spy = subprocess.Popen(
                 ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--output",
-                 str(profile.with_suffix(".raw")), "--rate", "200", "--nonblocking",
+                 str(raw), "--rate", "200", "--nonblocking",
                  "--duration", str(int(duration))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     pg0: dict[int, float] = {}
+    raw = Path(tempfile.gettempdir()) / f"api_profile_{os.getpid()}.raw"
     try:
         res = asyncio.run(drive(f"http://127.0.0.1:{port}", key, ids, rate, duration, began))
         api_cpu = tree_cpu(proc.pid) - cpu["api"]
@@ -301,7 +303,8 @@ def run_once(settings: Settings, schema: str, rate: float, duration: float, key:
         proc.terminate()
         proc.wait(15)
     if profile is not None:
-        summarise_profile(profile.with_suffix(".raw"), profile)
+        summarise_profile(raw, profile)
+        raw.unlink(missing_ok=True)
     answered = sum(len(v["due"]) for v in res.values())
     fig: dict[str, Any] = {
         "api_cpu_ms_per_request": round(api_cpu * 1000 / max(1, answered), 3),
