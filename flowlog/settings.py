@@ -205,6 +205,12 @@ class Settings(BaseSettings):
         "in order (Redis admission).",
     )
     timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
+    # --- the Kafka client of the engine roles (streams/runtime/rdkafka.py; docs/engine.md) ---
+    kafka_client: Literal["aiokafka", "confluent"] = Field(
+        "aiokafka", description="Kafka client of the orchestrator, timers (dispatcher) and "
+        "executor roles: aiokafka, or confluent (confluent-kafka/librdkafka behind the same "
+        "ports, streams/runtime/rdkafka.py). The processor role stays on aiokafka.",
+    )
     # --- the processor role (streams/runtime/processor.py; docs/engine.md) ---
     kafka_isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
         "read_committed", description="What the engine's consumers read: read_committed "
