@@ -30,11 +30,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from flowlog.schemas.claimcheck import BlobStore, blob_store_from_settings
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.guard import DecodeGuard, KafkaQuarantine
-from flowlog.streams.runtime import kafka
+from flowlog.streams.runtime import kafka, rdkafka
 from flowlog.streams.runtime.admission import Admission
 from flowlog.streams.runtime.dispatcher import Dispatcher
 from flowlog.streams.runtime.executor import Executor, Runner
 from flowlog.streams.runtime.orchestrator import INPUT_TOPICS, Orchestrator
+from flowlog.streams.runtime.ports import Consumer
 from flowlog.streams.runtime.processor import Processor
 from flowlog.streams.runtime.registry import RegistryFollower
 
@@ -92,7 +93,7 @@ class Shared:
 def orchestrator(shared: Shared) -> Orchestrator:
     s = shared.settings
     cat = kafka.catalog(s)
-    consumer = kafka.group_consumer(s, "orchestrator", [cat.name(t) for t in INPUT_TOPICS])
+    consumer = group_consumer(s, "orchestrator", [cat.name(t) for t in INPUT_TOPICS])
     # no pydantic on the hot path: the Avro decode enforces the types
     return Orchestrator(s, shared.definitions(), shared.producer, consumer=consumer,
                         guard=shared.guard(validate=False),
@@ -101,15 +102,14 @@ def orchestrator(shared: Shared) -> Orchestrator:
 
 def dispatcher(shared: Shared) -> Dispatcher:
     s = shared.settings
-    consumer = kafka.group_consumer(s, "dispatcher",
-                                    [kafka.catalog(s).name("execution-events")])
+    consumer = group_consumer(s, "dispatcher", [kafka.catalog(s).name("execution-events")])
     return Dispatcher(s, shared.definitions(), shared.producer, consumer=consumer,
                       codec=shared.codec(), admission=shared.admission())
 
 
 def executor(shared: Shared, runner: Runner) -> Executor:
     s = shared.settings
-    consumer = kafka.group_consumer(s, "executor", [kafka.catalog(s).name("node-tasks")])
+    consumer = group_consumer(s, "executor", [kafka.catalog(s).name("node-tasks")])
     return Executor(s, shared.producer, runner, consumer=consumer,
                     guard=shared.guard(validate=True))
 
@@ -154,5 +154,14 @@ def default_runner(shared: Shared) -> Runner:
 
 def producer(settings: Settings) -> AIOKafkaProducer:
     """The process's idempotent producer, shared by the orchestrator, dispatcher and
-    executor."""
+    executor (librdkafka's with `FLOWLOG_KAFKA_CLIENT=confluent`, streams/runtime/rdkafka.py)."""
+    if settings.kafka_client == "confluent":
+        return rdkafka.producer(settings)  # type: ignore[return-value,unused-ignore]
     return kafka.producer(settings)
+
+
+def group_consumer(settings: Settings, group: str, topics: list[str]) -> Consumer:
+    """A role's group member on the client `FLOWLOG_KAFKA_CLIENT` names."""
+    if settings.kafka_client == "confluent":
+        return rdkafka.group_consumer(settings, group, topics)
+    return kafka.group_consumer(settings, group, topics)
