@@ -38,13 +38,18 @@ def _conn(schema: str | None) -> Any:
         raise typer.Exit(1) from None
 
 
-def _audit(schema: str | None) -> Any:
+def _audit(schema: str | None, required: bool = True) -> Any:
+    """The audit store (None when it is missing and not `required`)."""
     from flowlog.projections.audit.store import AuditStore, AuditStoreMissing
 
     s = get_settings()
     try:
         return AuditStore(s, schema or s.pg_schema, readonly=True)
     except AuditStoreMissing as exc:
+        if not required:
+            err.print(f"[yellow]warning:[/] {exc}. The expression is checked on the sample "
+                      "execution only; the backfill waits for the audit store.")
+            return None
         err.print(f"[red]error:[/] {exc}. The backfill reads each execution's events there.")
         raise typer.Exit(1) from None
 
@@ -71,11 +76,12 @@ def add(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     conn = _conn(schema)
-    audit = _audit(schema)
+    audit = _audit(schema, required=wait)
     try:
         failures = 0
         for (eid,) in conn.execute("SELECT execution_id FROM workflow_executions "
-                                   "ORDER BY created_at DESC LIMIT %s", (SAMPLE,)):
+                                   "ORDER BY created_at DESC LIMIT %s",
+                                   (SAMPLE if audit is not None else 0,)):
             events = audit.events(eid)
             if not events:
                 continue
@@ -105,7 +111,8 @@ def add(
         if wait:
             _backfill(conn, audit, name, 200)
     finally:
-        audit.close()
+        if audit is not None:
+            audit.close()
         conn.close()
 
 
