@@ -32,15 +32,21 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=10.0, help="RSS sampling period (s)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--window", type=int, default=None,
-                    help="FLOWLOG_PROCESSOR_FINISHED_WINDOW for the run (finished executions "
-                         "kept per partition; default: the setting's). A slow run fills the "
-                         "default window late: scale it to the rate to see the bound early")
+                    help="finished executions kept per partition for the run (sets "
+                         "FLOWLOG_PROCESSOR_FINISHED_WINDOW and "
+                         "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW; default: the settings'). A "
+                         "slow run fills the default window late: scale it to the rate to "
+                         "see the bound early")
+    ap.add_argument("--worker-script", default=None,
+                    help="run the workers through this script instead of `-m flowlog.cli` "
+                         "(e.g. a wrapper that starts tracemalloc)")
     args = ap.parse_args()
     layout = Layout(processors=1) if args.processor else Layout()
     opts = Options(layout=layout, partitions=args.partitions, duration=args.minutes * 60,
-                   drain=60.0, rss_every_s=args.every,
+                   drain=60.0, rss_every_s=args.every, worker_script=args.worker_script,
                    env={} if args.window is None
-                   else {"FLOWLOG_PROCESSOR_FINISHED_WINDOW": str(args.window)})
+                   else {"FLOWLOG_PROCESSOR_FINISHED_WINDOW": str(args.window),
+                         "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW": str(args.window)})
     load_before = [round(x, 2) for x in os.getloadavg()]
     step = run_step(opts, args.rate, label="memory: ")
     show_step(step)
