@@ -36,6 +36,7 @@ async function executionsView() {
   const p = hashParams();
   const filters = { workflow: p.get("workflow") || "", status: p.get("status") || "",
                     trigger_source: p.get("trigger_source") || "", sort: p.get("sort") || "-created_at" };
+  const attr = p.get("attr") || "";  // a search attribute filter: NAME=v, NAME>=v, NAME<=v
   app.innerHTML = `
     <form class="filters" id="filters">
       <input name="workflow" placeholder="workflow" value="${esc(filters.workflow)}" />
@@ -43,6 +44,7 @@ async function executionsView() {
         ${STATUSES.map((s) => `<option ${s === filters.status ? "selected" : ""}>${s}</option>`).join("")}
       </select>
       <input name="trigger_source" placeholder="trigger source" value="${esc(filters.trigger_source)}" />
+      <input name="attr" placeholder="search attribute, e.g. retries>=1" value="${esc(attr)}" />
       <select name="sort">${["-created_at", "created_at", "-last_event_at", "last_event_at"]
         .map((s) => `<option ${s === filters.sort ? "selected" : ""}>${s}</option>`).join("")}</select>
       <button type="submit">Filter</button>
@@ -61,7 +63,10 @@ async function executionsView() {
   const more = document.getElementById("more");
   let cursor = null;
   async function page() {
-    const r = await get("/executions", { ...filters, cursor, limit: 50 });
+    const m = attr.match(/^\s*([a-z][a-z0-9_]*)\s*(>=|<=|=)\s*(.*?)\s*$/);
+    if (attr && !m) throw new Error(`search attribute filter ${attr}: write NAME=value, NAME>=value or NAME<=value`);
+    const byAttr = m ? { [`attr.${m[1]}${m[2] === "=" ? "" : m[2][0]}`]: m[3] } : {};
+    const r = await get("/executions", { ...filters, ...byAttr, cursor, limit: 50 });
     body.insertAdjacentHTML("beforeend", r.items.map((x) => `
       <tr data-id="${esc(x.execution_id)}"><td><a href="#/executions/${encodeURIComponent(x.execution_id)}">${esc(x.execution_id)}</a></td>
       <td>${esc(x.workflow_id)} v${x.workflow_version}</td><td>${badge(x.status)}</td>
