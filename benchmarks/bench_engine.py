@@ -199,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker-script", metavar="FILE",
                     help="run this Python file instead of `-m flowlog.cli` for the workers "
                     "(same arguments): for trying a patched engine; implies --no-write")
+    ap.add_argument("--client", choices=("aiokafka", "confluent"),
+                    help="Kafka client of the workers' orchestrator, timers and executor "
+                    "roles (FLOWLOG_KAFKA_CLIENT, default aiokafka); given, the json's name "
+                    "says it (engine-confluent*.json, engine-aiokafka*.json)")
     ap.add_argument("--no-write", action="store_true", help="print only, write no json")
     ap.add_argument("--env", action="append", default=[], metavar="K=V",
                     help="extra environment for the workers (e.g. FLOWLOG_PRODUCER_LINGER_MS=5)")
@@ -211,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
                       args.processors),
         duration=args.duration or (8.0 if quick else 20.0),
         drain=args.drain or (5.0 if quick else 10.0),
-        env=dict(kv.split("=", 1) for kv in args.env), worker_script=args.worker_script)
+        env={"FLOWLOG_KAFKA_CLIENT": args.client or "aiokafka",
+             **dict(kv.split("=", 1) for kv in args.env)},
+        worker_script=args.worker_script)
     if args.worker_script or args.env:
         args.no_write = True  # an experiment, not the engine's figure
     rates = ([float(r) for r in args.rates.split(",")] if args.rates
@@ -220,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     latency_runs = args.latency_runs if args.latency_runs is not None else (1 if quick else 3)
     target = make_target(args.target, args.partitions)
     load = os.getloadavg()
-    console.print(f"[bold]{target.description}[/]: {opts.layout.label()}, "
+    client = args.client or "aiokafka"
+    console.print(f"[bold]{target.description}[/] ({client}): {opts.layout.label()}, "
                   f"{opts.partitions} partitions, {os.cpu_count()} CPUs, load before "
                   f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     t_begin = time.monotonic()
@@ -262,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
 
     figures: dict[str, Any] = {
         "target": target.description, "layout": opts.layout.label(),
+        "kafka_client": args.client or "aiokafka",
         "partitions": opts.partitions, "window_s": opts.duration, "drain_s": opts.drain,
         "slope_limit_of_rate": opts.slope_limit, "records_per_execution": RECORDS_PER_EXECUTION,
         "code": code_state(),
@@ -285,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
                 "faust": "engine-faust-pingpong"}[args.target]
         if args.processors:
             name += "-processor"
+        if args.client:
+            name += f"-{args.client}"
         if args.rates or args.latency_rate or args.duration or args.latency_runs is not None:
             name += "-custom"  # a partial run does not replace the full run's figures
         elif quick:
