@@ -268,7 +268,8 @@ def main() -> None:
                     help="execution events in the fixture (default 5,000,000)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--roles", default="processor,orchestrator",
-                    help="roles to time, comma-separated (processor, orchestrator)")
+                    help="roles to time, comma-separated (processor, orchestrator; none: only "
+                         "write the fixture, e.g. with --keep)")
     ap.add_argument("--prefix", default=None,
                     help="reuse a fixture written before under this prefix (with --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the topics at the end")
@@ -297,7 +298,7 @@ def main() -> None:
                                                args.fixture_snapshots)
             print(f"fixture: {figures['fixture']}")
         runs = []
-        for role in args.roles.split(","):
+        for role in [r for r in args.roles.split(",") if r and r != "none"]:
             for label in ("cold", "warm"):
                 r = one_start(settings, role, logdir, label, {})
                 print(r)

@@ -315,7 +315,7 @@ class Processor:
         part.task = asyncio.create_task(self._work(part), name=f"processor-{p}")
         self.stats["opened"] += 1
         log.info("processor: partition %s ready in %.2f s (%s executions, %s finished kept)",
-                 p, time.monotonic() - started, len(state.states), len(state.finished))
+                 p, time.monotonic() - started, len(state), len(state.finished))
 
     async def close(self, p: int) -> None:
         """Let go of partition p: its worker ends its step in progress, then its producer

@@ -26,6 +26,7 @@ from typing import Any
 
 from flowlog.aggregates.execution import ExecutionState, evolve
 from flowlog.aggregates.execution import events as dev
+from flowlog.aggregates.execution.state import FINISHED_PHASES
 
 SNAPSHOT_VERSION = 1
 #: A heap entry: (due timestamp, execution id, timer id, due time ISO as the state keeps it)
@@ -44,11 +45,27 @@ class PartitionState:
         self.events_offset = 0
         self.evicted = 0
         self._retired_dicts: dict[str, dict[str, Any]] = {}  # snapshot cache, finished only
+        # finished executions read from a snapshot and not asked for since: kept as their
+        # snapshot dicts, turned into states on first use (a restart reads thousands of
+        # retired states and needs few of them; building them all was most of its time)
+        self._lazy: dict[str, dict[str, Any]] = {}
 
     # --- the fold ---------------------------------------------------------------------------
     def get(self, execution_id: str) -> ExecutionState:
         """The execution's state (a fresh one when unknown; not stored until applied)."""
-        return self.states.get(execution_id) or ExecutionState()
+        return self._known(execution_id) or ExecutionState()
+
+    def _known(self, execution_id: str) -> ExecutionState | None:
+        state = self.states.get(execution_id)
+        if state is None and execution_id in self._lazy:
+            d = self._lazy.pop(execution_id)
+            state = self.states[execution_id] = ExecutionState.from_dict(d)
+            self._retired_dicts[execution_id] = d
+        return state
+
+    def __len__(self) -> int:
+        """Executions held (unfinished, and finished within the window)."""
+        return len(self.states) + len(self._lazy)
 
     def apply(self, state: ExecutionState, events: list[dev.ExecutionEvent]) -> ExecutionState:
         """Evolve ``state`` by a decision's events and keep the result (retired if finished)."""
@@ -71,7 +88,7 @@ class PartitionState:
     def replay(self, e: dev.ExecutionEvent) -> bool:
         """Fold one logged event during a rebuild: False for a re-written one (seq already
         applied) or one after a gap (never expected: logged by the caller)."""
-        state = self.states.get(e.execution_id)
+        state = self._known(e.execution_id)
         if state is None:
             if e.execution_id in self.finished or e.seq != 1:
                 return False
@@ -83,6 +100,7 @@ class PartitionState:
 
     def _finish(self, eid: str, state: ExecutionState) -> None:
         self.states[eid] = state.retired()
+        self._lazy.pop(eid, None)
         self._retired_dicts.pop(eid, None)
         self.items.pop(eid, None)
         self.finished[eid] = None
@@ -90,6 +108,7 @@ class PartitionState:
         while len(self.finished) > self.window:
             old, _ = self.finished.popitem(last=False)
             self.states.pop(old, None)
+            self._lazy.pop(old, None)
             self._retired_dicts.pop(old, None)
             self.limited.discard(old)
             self.evicted += 1
@@ -146,6 +165,7 @@ class PartitionState:
                 states.append(d)
             else:
                 states.append(s.to_dict())
+        states.extend(self._lazy.values())
         return {"v": SNAPSHOT_VERSION, "partition": self.partition,
                 "events_offset": self.events_offset, "states": states,
                 "finished": list(self.finished), "items": self.items,
@@ -159,8 +179,11 @@ class PartitionState:
         out = cls(int(data["partition"]), window)
         out.events_offset = int(data["events_offset"])
         for d in data["states"]:
-            s = ExecutionState.from_dict(d)
-            out.states[s.execution_id] = s
+            if d["phase"] in FINISHED_PHASES:
+                out._lazy[d["execution_id"]] = d
+            else:
+                s = ExecutionState.from_dict(d)
+                out.states[s.execution_id] = s
         out.finished = OrderedDict((eid, None) for eid in data["finished"])
         out.items = {k: dict(v) for k, v in data["items"].items()}
         out.limited = set(data["limited"])
@@ -168,6 +191,7 @@ class PartitionState:
         while len(out.finished) > out.window:  # a smaller window than the snapshot's
             old, _ = out.finished.popitem(last=False)
             out.states.pop(old, None)
+            out._lazy.pop(old, None)
             out.evicted += 1
         out._rearm()
         return out

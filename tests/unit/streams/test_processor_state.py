@@ -163,7 +163,10 @@ def test_snapshot_round_trip_and_replay_of_the_tail() -> None:
     drv.st.events_offset = 42
     snap = decode_snapshot(encode_snapshot(drv.st), window=100)
     assert snap.events_offset == 42
-    assert snap.states == drv.st.states
+    # finished executions come back lazily (as their snapshot dicts, built on first use)
+    assert "done" not in snap.states and len(snap) == len(drv.st.states)
+    assert {eid: snap.get(eid) for eid in drv.st.states} == drv.st.states
+    assert "done" in snap.states
     assert snap.items == drv.st.items and snap.items["open"]
     assert list(snap.finished) == ["done"]
     later = drv.now + timedelta(seconds=5)
@@ -204,3 +207,21 @@ def test_the_renderer_renders_items_and_reports_what_cannot_be_issued() -> None:
     assert "unknown" in result["error"]["message"]
     codec.encode(name, result)
     assert state.phase == "active"
+
+
+def test_lazy_finished_states_survive_a_second_snapshot_and_leave_with_the_window() -> None:
+    drv = Driver()
+    for i in range(3):
+        drv.run(f"e{i}", ["a"])
+    first = decode_snapshot(encode_snapshot(drv.st), window=100)
+    assert len(first) == 3 and not first.states  # all lazy
+    # a snapshot of a state read from a snapshot holds the lazy ones unchanged
+    second = decode_snapshot(encode_snapshot(first), window=100)
+    assert {f"e{i}": second.get(f"e{i}") for i in range(3)} == drv.st.states
+    # a smaller window drops the oldest lazy ones; a replayed late event of a lazy
+    # execution finds its retired state (a duplicate seq: skipped, not a new execution)
+    small = decode_snapshot(encode_snapshot(drv.st), window=2)
+    assert len(small) == 2 and small.get("e0") == ExecutionState()
+    late = next(e for e in drv.log if e.execution_id == "e2")
+    assert small.replay(late) is False
+    assert small.get("e2") == drv.st.states["e2"]
