@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import write_results
+from _engine_harness import drop_everything, rss_mb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from flowlog.settings import REPO_ROOT, Settings
@@ -170,16 +171,6 @@ def write_fixture(settings: Settings, events_total: int, window: int,
     return out
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def group_stable(settings: Settings, group: str, timeout: float) -> bool:
     from confluent_kafka.admin import AdminClient
 
@@ -247,7 +238,7 @@ def one_start(settings: Settings, role: str, logdir: Path, label: str,
                 result["first_decision_from_start_s"] = round(now - t_start, 2)
                 result["first_decision_from_trigger_s"] = round(now - t_trigger, 2)
                 break
-        result["rss_mb"] = round(rss_mb(proc.pid), 1)
+        result["rss_mb"] = rss_mb(proc.pid)
     finally:
         watcher.close()
         proc.terminate()
@@ -308,8 +299,6 @@ def main() -> None:
         figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
         figures["logs"] = str(logdir)
         if not args.keep:
-            from _engine_harness import drop_everything
-
             drop_everything(settings, [prefix + r for r in args.roles.split(",")])
     print(f"written to {write_results('rebuild', figures)}")
 
