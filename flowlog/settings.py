@@ -245,9 +245,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra tool modules (JSON list); each exposes TOOLS, a list of tool classes.",
     )
-    fault_crash_after_write: float = Field(
-        0.0, description="Fault tests only: chance that the orchestrator exits after writing "
-        "a decision and before committing its input offsets.",
+    fault_crash_after_write: int = Field(
+        0, description="Fault tests only: the orchestrator exits (code 17) at its N-th offset "
+        "commit that follows written decisions, after the write and before the commit; counted "
+        "from the process's start (0: never).",
     )
 
     # --- ingress (api/auth, api/webhooks, api/gateway, streams/triggers; docs/ingress.md) ---

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +92,7 @@ class Orchestrator:
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
         self.crash_after_write = settings.fault_crash_after_write
+        self.commits_after_writes = 0  # fault injection: counted from this process's start
         self.consumer = consumer
         self.committer = Committer(self.consumer, "orchestrator",
                                    interval_s=settings.commit_interval_ms / 1000,
@@ -112,7 +112,12 @@ class Orchestrator:
             self.finished.pop(tp.partition, None)
 
     def _maybe_crash(self, acked: int) -> None:
-        if acked and self.crash_after_write and random.random() < self.crash_after_write:
+        """Fault tests: exit at the N-th commit that follows written decisions (a count,
+        not a chance or a timer: the crash comes however slowly the process started)."""
+        if not (acked and self.crash_after_write):
+            return
+        self.commits_after_writes += 1
+        if self.commits_after_writes >= self.crash_after_write:
             log.warning("FAULT: exiting after writing %s decisions, before the commit", acked)
             os._exit(FAULT_EXIT_CODE)
 

@@ -1,6 +1,12 @@
 """Fault test: 2 orchestrators, 2 executors and a timers process, 500 executions in
 flight, random `kill -9` and restarts, and an orchestrator that crashes between writing a
-decision and committing its input offsets (FLOWLOG_FAULT_CRASH_AFTER_WRITE).
+decision and committing its input offsets (FLOWLOG_FAULT_CRASH_AFTER_WRITE: at its N-th
+commit after writes, counted from each start).
+
+The crash does not depend on how fast the machine is: it fires on a count of commits, the
+crashing orchestrator is not picked for `kill -9` until it has crashed once, and if the
+planned triggers are all sent before it crashed, more triggers follow (and are checked like
+the others) until it does, within a deadline.
 
 Checks, over the whole execution-events topic:
 * every execution ends with exactly one terminal event;
@@ -35,6 +41,8 @@ pytestmark = pytest.mark.faults
 
 EXECUTIONS = int(os.environ.get("FLOWLOG_FAULT_EXECUTIONS", "500"))
 CHAOS_SECONDS = float(os.environ.get("FLOWLOG_FAULT_CHAOS_S", "45"))
+CRASH_AT_COMMIT = 5  # the crashing orchestrator exits at its 5th commit after writes
+CRASH_WAIT_S = 180.0  # beyond the chaos: how long more triggers go in for the first crash
 DEFINITION = """
 id: chaos
 nodes:
@@ -129,9 +137,10 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
             "FLOWLOG_DEFAULT_PARTITIONS": "6", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
             "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
             "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1"}
-    # 5 % of the orchestrator's written batches: with ~100+ batches in the chaos window the
-    # chance of no injected crash at all is below 1 % (at 2 % it was about 5 %: seen once)
-    crashy = {**base, "FLOWLOG_FAULT_CRASH_AFTER_WRITE": "0.05"}
+    # a count, not a chance: each life of orch1 exits at its 5th commit after writes, however
+    # long it took to start (under load the workers took ~8 s; a chance per batch then often
+    # never fired). Every life that gets that far crashes, so crashes repeat during the chaos.
+    crashy = {**base, "FLOWLOG_FAULT_CRASH_AFTER_WRITE": str(CRASH_AT_COMMIT)}
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = [Proc("orch1", "orchestrator", crashy, logs), Proc("orch2", "orchestrator", base,
@@ -144,6 +153,7 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     kills: Counter[str] = Counter()
     crashes = 0
     ids: list[str] = []
+    extra = 0  # triggers beyond the plan, sent while waiting for the first injected crash
     try:
         # triggers trickle in during the chaos so executions are in flight when workers die
         triggers = [TriggerReceived(workflow_id="chaos", workflow_version=1, source="manual",
@@ -154,12 +164,22 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
         started = loop.time()
         next_kill = started + rng.uniform(2, 5)
         sent = 0
-        while loop.time() - started < CHAOS_SECONDS or sent < len(triggers):
+        crash_deadline = started + CHAOS_SECONDS + CRASH_WAIT_S
+        while loop.time() - started < CHAOS_SECONDS or sent < len(triggers) \
+                or (crashes == 0 and loop.time() < crash_deadline):
             elapsed = loop.time() - started
             due = min(len(triggers), int(len(triggers) * elapsed / (CHAOS_SECONDS * 0.6)) + 1)
             if due > sent:
                 await asyncio.to_thread(producer.publish_many, triggers[sent:due])
                 sent = due
+            elif sent == len(triggers) and crashes == 0:
+                # the plan is sent and orch1 has not crashed yet (slow start): keep inputs
+                # coming so that it reaches its crash; these executions are checked too
+                more = TriggerReceived(workflow_id="chaos", workflow_version=1,
+                                       source="manual", input={"extra": extra})
+                await asyncio.to_thread(producer.publish_many, [more])
+                ids.append(more.execution_id)
+                extra += 1
             for p in procs:  # restart the dead (killed, or crashed by the injected fault)
                 if not p.alive():
                     assert p.popen is not None
@@ -167,7 +187,9 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
                         crashes += 1
                     p.start()
             if loop.time() >= next_kill and elapsed < CHAOS_SECONDS:
-                victim = rng.choice(procs)
+                # orch1 is spared until its first injected crash: its lives must be long
+                # enough to reach the crash, whatever the start time
+                victim = rng.choice(procs if crashes else procs[1:])
                 if not victim.alive() and victim.popen is not None \
                         and victim.popen.returncode == 17:
                     crashes += 1  # crashed by the injected fault since the last check
@@ -218,7 +240,9 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     assert conflicting == 0, f"{conflicting} (execution, seq) written twice with different events"
     assert outcomes == Counter({"ExecutionSucceeded": len(ids)}), outcomes
 
-    assert crashes >= 1, "the crash between write and commit was never injected"
+    assert crashes >= 1, (f"the crash between write and commit was never injected "
+                          f"(orch1 started {procs[0].starts} times, {extra} extra triggers); "
+                          f"see the orch1.*.log files under {logs}")
     assert sum(kills.values()) >= 3
     lines = [line.split() for line in runs.read_text().splitlines() if line.strip()]
     assert all(task == key for task, key in lines), "a run without its task key as idem. key"
@@ -229,7 +253,7 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     assert len(run_counts) == len(scheduled), "a scheduled task never ran"
     twice = sum(1 for n in run_counts.values() if n > 1)
     print(f"\nfault test: {len(ids)} executions, {len(events)} events, kills {dict(kills)}, "
-          f"injected crashes after write {crashes}, restarts "
+          f"injected crashes after write {crashes}, extra triggers {extra}, restarts "
           f"{ {p.name: p.starts - 1 for p in procs} }, re-written identical events {rewritten}, "
           f"tasks {len(scheduled)}, runs {len(lines)}, tasks run more than once {twice} "
           f"(same idempotency key)")
