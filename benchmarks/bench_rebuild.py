@@ -285,7 +285,7 @@ def main() -> None:
             ensure_topics(settings)
             apply_definition(settings, DAG)
             figures["fixture"] = write_fixture(settings, args.events,
-                                               settings.processor_finished_window,
+                                               settings.finished_window,
                                                args.fixture_snapshots)
             print(f"fixture: {figures['fixture']}")
         runs = []

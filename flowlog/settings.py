@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Settings in force; read from the environment (``FLOWLOG_*``) and ``.env``."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWLOG_", env_file=".env", extra="ignore")
+    # populate_by_name: a field read from the environment under alias names (below,
+    # `finished_window`) is still set by its own name in code: Settings(finished_window=2)
+    model_config = SettingsConfigDict(env_prefix="FLOWLOG_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     # --- where the local services keep their data and logs (an ignored folder) ---
     state_dir: Path = Field(
@@ -186,9 +189,16 @@ class Settings(BaseSettings):
     max_poll_records: int = Field(
         500, description="Records per poll of the engine's consumers (one decision batch)."
     )
-    orchestrator_finished_window: int = Field(
-        5_000, description="Finished executions the orchestrator keeps per partition (their "
-        "retired states deduplicate late inputs); older ones leave memory.",
+    # --- streams runtime: the finished-executions window (streams/runtime/window.py) ---
+    finished_window: int = Field(
+        5_000, description="Finished executions the orchestrator and the processor keep per "
+        "partition (their retired states deduplicate late inputs); older ones leave memory. "
+        "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW and FLOWLOG_PROCESSOR_FINISHED_WINDOW are "
+        "accepted as aliases for one release.",
+        # an alias replaces the prefixed name, so the new name is listed first (it wins)
+        validation_alias=AliasChoices("FLOWLOG_FINISHED_WINDOW",
+                                      "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW",
+                                      "FLOWLOG_PROCESSOR_FINISHED_WINDOW"),
     )
     executor_max_inflight: int = Field(
         256, description="Tasks running at once in one executor process (all node types)."
@@ -219,10 +229,6 @@ class Settings(BaseSettings):
     processor_transaction_timeout_ms: int = Field(
         60_000, description="The processor's transaction timeout (the broker aborts a "
         "transaction left open longer, e.g. by a paused process).",
-    )
-    processor_finished_window: int = Field(
-        5_000, description="Finished executions the processor keeps per partition (their "
-        "applied input ids deduplicate late inputs); older ones leave memory.",
     )
     processor_snapshot_interval_s: float = Field(
         30.0, description="How often the processor snapshots a partition's state to "

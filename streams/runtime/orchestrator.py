@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from flowlog.streams.runtime.commits import Committer, poll_loop
 from flowlog.streams.runtime.kafka import catalog
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.ports import Consumer, Definitions, PartitionReader, Producer
+from flowlog.streams.runtime.window import FinishedWindow
 
 from flowlog.observability import hooks
 from flowlog.settings import Settings
@@ -84,10 +85,10 @@ class Orchestrator:
         self.input_topics = [cat.name(t) for t in INPUT_TOPICS]
         self.events_topic = cat.name("execution-events")
         self.states: dict[int, dict[str, ExecutionState]] = {}  # partition -> execution -> state
-        # partition -> its finished executions, oldest first: beyond the window they leave
-        # memory (their retired states deduplicate late inputs; see `_retire`)
-        self.finished: dict[int, OrderedDict[str, None]] = {}
-        self.window = max(1, settings.orchestrator_finished_window)
+        # partition -> its last finished executions: beyond the window they leave memory
+        # (their retired states deduplicate late inputs; bound and consequence: window.py)
+        self.finished: dict[int, FinishedWindow] = {}
+        self.window = settings.finished_window
         self.owned: set[int] = set()
         self.lock = asyncio.Lock()
         self.stats: Counter[str] = Counter()
@@ -126,7 +127,7 @@ class Orchestrator:
         """Fold the execution-events partition up to its end into fresh states."""
         await self.producer.flush()  # our own writes still in flight must be in the log
         states: dict[str, ExecutionState] = {}
-        finished = self.finished[partition] = OrderedDict()
+        finished = self.finished[partition] = FinishedWindow(self.window)
         count = 0
         async for msg in self.read_events(self.events_topic, partition):
             try:
@@ -159,23 +160,13 @@ class Orchestrator:
                  partition, len(states), count)
         return states
 
-    def _retire(self, states: dict[str, ExecutionState], finished: OrderedDict[str, None],
+    def _retire(self, states: dict[str, ExecutionState], finished: FinishedWindow,
                 execution_id: str, state: ExecutionState) -> None:
         """A finished execution keeps only what deduplicates its late inputs (its retired
-        state), and only while it is among the partition's last `window` finished ones.
-
-        Bound: memory per partition is the unfinished executions plus `window` retired
-        states. Consequence: an input for an execution that left memory finds no state. A
-        non-trigger input then yields nothing (counted as `unknown_execution`); a trigger
-        re-sent with the same execution id would start it again. Kafka's redelivery cannot
-        do that unless `window` executions of the partition finish between an input's
-        delivery and its offset's commit (the commit follows the writes within
-        `FLOWLOG_COMMIT_INTERVAL_MS`); a producer re-sending an old trigger can."""
+        state), and only while it is in the partition's `FinishedWindow` (its bound and
+        the consequence for late inputs: window.py)."""
         states[execution_id] = state.retired()
-        finished[execution_id] = None
-        finished.move_to_end(execution_id)
-        while len(finished) > self.window:
-            old, _ = finished.popitem(last=False)
+        for old in finished.add(execution_id):
             states.pop(old, None)
             self.stats["evicted"] += 1
 
@@ -247,8 +238,10 @@ class Orchestrator:
         for e in events:
             evolve(state, e)
         if state.finished:
-            self._retire(states, self.finished.setdefault(p, OrderedDict()), execution_id,
-                         state)
+            finished = self.finished.get(p)
+            if finished is None:
+                finished = self.finished[p] = FinishedWindow(self.window)
+            self._retire(states, finished, execution_id, state)
         else:
             states[execution_id] = state
         self.stats["decisions"] += 1

@@ -340,7 +340,7 @@ class Processor:
                         exc_info=True)
 
     async def _load(self, p: int) -> PartitionState:
-        window = self.settings.processor_finished_window
+        window = self.settings.finished_window
         state = None
         snap = await self._read_snapshot(p)
         if snap is not None:

@@ -7,26 +7,21 @@ keep items), the executions under flow control, and a heap of armed timers by du
 (lazy deletion: an entry is live while its execution still holds that timer id with that
 due time), plus `events_offset`, the next execution-events offset the state covers.
 
-Bound: finished executions beyond `window` per partition leave memory (their states, item
-maps and heap entries). Consequence: an input for such an execution finds no state. A
-non-trigger input for an execution without state yields no events (it is counted and
-dropped, as an input for an unknown execution); a `TriggerReceived` re-published with the
-same execution id more than `window` finished executions later on the same partition would
-start the execution again. Redelivery by Kafka cannot cause that (the processor commits its
-input offsets in the transaction of its writes); only a producer re-sending an old trigger
-with the same id can.
+Bound: finished executions beyond the `FinishedWindow` (window.py, shared with the
+orchestrator; its docstring gives the bound and the consequence for late inputs) leave
+memory: their states, item maps, flow-control marks and (lazily) heap entries.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from flowlog.aggregates.execution import ExecutionState, evolve
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution.state import FINISHED_PHASES
+from flowlog.streams.runtime.window import FinishedWindow
 
 SNAPSHOT_VERSION = 1
 #: A heap entry: (due timestamp, execution id, timer id, due time ISO as the state keeps it)
@@ -36,9 +31,8 @@ HeapEntry = tuple[float, str, str, str]
 class PartitionState:
     def __init__(self, partition: int, window: int) -> None:
         self.partition = partition
-        self.window = max(1, window)
         self.states: dict[str, ExecutionState] = {}
-        self.finished: OrderedDict[str, None] = OrderedDict()  # oldest first
+        self.finished = FinishedWindow(window)
         self.items: dict[str, dict[str, Any]] = {}  # execution -> iteration id -> item
         self.limited: set[str] = set()  # executions that were queued (flow control)
         self.heap: list[HeapEntry] = []
@@ -103,15 +97,15 @@ class PartitionState:
         self._lazy.pop(eid, None)
         self._retired_dicts.pop(eid, None)
         self.items.pop(eid, None)
-        self.finished[eid] = None
-        self.finished.move_to_end(eid)
-        while len(self.finished) > self.window:
-            old, _ = self.finished.popitem(last=False)
-            self.states.pop(old, None)
-            self._lazy.pop(old, None)
-            self._retired_dicts.pop(old, None)
-            self.limited.discard(old)
-            self.evicted += 1
+        for old in self.finished.add(eid):
+            self._evict(old)
+
+    def _evict(self, eid: str) -> None:
+        self.states.pop(eid, None)
+        self._lazy.pop(eid, None)
+        self._retired_dicts.pop(eid, None)
+        self.limited.discard(eid)
+        self.evicted += 1
 
     def item(self, execution_id: str, node_id: str) -> Any:
         items = self.items.get(execution_id)
@@ -184,14 +178,11 @@ class PartitionState:
             else:
                 s = ExecutionState.from_dict(d)
                 out.states[s.execution_id] = s
-        out.finished = OrderedDict((eid, None) for eid in data["finished"])
         out.items = {k: dict(v) for k, v in data["items"].items()}
         out.limited = set(data["limited"])
         out.evicted = int(data.get("evicted", 0))
-        while len(out.finished) > out.window:  # a smaller window than the snapshot's
-            old, _ = out.finished.popitem(last=False)
-            out.states.pop(old, None)
-            out._lazy.pop(old, None)
-            out.evicted += 1
+        for eid in data["finished"]:  # oldest first; a smaller window than the snapshot's
+            for old in out.finished.add(eid):  # lets the oldest go
+                out._evict(old)
         out._rearm()
         return out

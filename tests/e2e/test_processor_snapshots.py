@@ -40,7 +40,7 @@ async def _until(what: str, check: Any, within: float = 60.0) -> None:
 async def test_a_restart_reads_snapshots_plus_the_tail(engine_settings: Settings,
                                                        tmp_path: Path) -> None:
     s = engine_settings.model_copy(update={"processor_snapshot_interval_s": 0.2,
-                                           "processor_finished_window": 2})
+                                           "finished_window": 2})
     definition = tmp_path / "snap.yaml"
     definition.write_text(DEFINITION)
     first = Worker(s, ["processor", "executor"])

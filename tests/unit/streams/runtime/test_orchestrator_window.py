@@ -7,7 +7,6 @@ pure aggregate."""
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from flowlog.aggregates.execution import inputs as inp
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime.orchestrator import Orchestrator
+from flowlog.streams.runtime.window import FinishedWindow
 
 from flowlog.settings import REPO_ROOT, Settings
 
@@ -73,7 +73,7 @@ def orchestrator(window: int, partition: list[bytes]) -> Orchestrator:
         for offset, value in enumerate(partition):
             yield SimpleNamespace(offset=offset, value=value)
 
-    settings = Settings(orchestrator_finished_window=window)
+    settings = Settings(finished_window=window)
     definitions = SimpleNamespace(registry=SimpleNamespace(workflows={}))
     return Orchestrator(settings, definitions, FakeProducer(),  # type: ignore[arg-type]
                         consumer=SimpleNamespace(),  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ async def test_an_event_after_its_execution_left_memory_is_skipped_in_the_rebuil
 async def test_live_retirement_evicts_the_oldest_finished() -> None:
     o = orchestrator(2, [])
     states: dict[str, ExecutionState] = {}
-    o.finished[0] = OrderedDict()
+    o.finished[0] = FinishedWindow(o.window)
     ids = []
     for _ in range(4):
         eid, batches = history(finish=True)
