@@ -1,14 +1,16 @@
 """What each role decides about one input, as pure functions (no I/O, no clock, no Kafka).
 
-The roles (orchestrator, dispatcher, executor) read a record, ask a function here what to
-do with it, and do the I/O; so every per-input rule is one function with a table of unit
-tests (tests/unit/streams/runtime/test_policy.py), and the role classes are only plumbing.
+The roles (orchestrator, processor, dispatcher, executor) read a record, ask a function
+here what to do with it, and do the I/O; so every per-input rule is one function with a
+table of unit tests (tests/unit/streams/runtime/test_role_policy.py), and the role classes
+are only plumbing (test_roles_agree.py checks the orchestrator and the processor decide
+alike).
 
-Orchestrator
+Orchestrator and processor
     `input_execution_id` (is it an input, keyed by its execution id?), `needs_catch_up`,
     `input_terms` (the pinned version and definition, `accepting`, the admission queue),
     `pin_version`, `accepts`, `admission_queue`, `no_events_reason`.
-Dispatcher
+Dispatcher (its flow-control rules also the processor's)
     `seq_step` (apply, repeat, gap, or a finished execution), `issues_tasks`,
     `record_topic`, `flow_controlled`, `flow_step`, `workflow_limit`, `admission_entry`.
 Executor

@@ -61,6 +61,7 @@ from flowlog.aggregates.execution import ExecutionState, decide
 from flowlog.aggregates.execution import events as dev
 from flowlog.aggregates.execution import inputs as dinp
 from flowlog.schemas.guard import DecodeGuard
+from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.admission import Entry
 from flowlog.streams.runtime.kafka import catalog, partition_of, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
@@ -517,28 +518,19 @@ class Processor:
         name, record = accepted.name, accepted.record
         hooks.describe(record.get("workflow_id"), record.get("tenant"), name)
         try:
-            if name not in records.INPUT_NAMES:
-                raise records.WireError(f"{name} is not an orchestrator input")
-            execution_id = record["execution_id"]
-            if msg.key is not None and msg.key.decode(errors="replace") != execution_id:
-                raise records.WireError(
-                    f"key {msg.key!r} is not the execution id {execution_id!r}: keyed wrong, "
-                    "the record may sit on another execution's partition")
+            # the orchestrator's rules, from the same pure functions (policy.py)
+            execution_id = policy.input_execution_id(name, record, msg.key)
             state = st.get(execution_id)
-            definition, accepting, version, queue = None, True, None, None
-            if name == "TriggerReceived":
-                wid = record["workflow_id"]
-                if wid not in self.registry.workflows:
-                    await self.follower.catch_up(within=2.0)  # defined a moment ago?
-                version = self.registry.resolve(wid, record["workflow_version"])
-                definition = self.registry.definition(wid, version)
-                accepting = self.registry.accepting(wid)
-                if self.settings.tenant_max_executions > 0:
-                    queue = True
-            elif state.phase != "pending":
-                definition = self.registry.definition(state.workflow_id, state.workflow_version)
-            inp = records.record_to_input(name, record, version)
-            self._decide(st, state, inp, definition, accepting, queue, out, flow, msg=msg)
+            if policy.needs_catch_up(name, record, self.registry.workflows):
+                await self.follower.catch_up(within=2.0)  # defined a moment ago?
+            terms = policy.input_terms(
+                name, record, state, self.registry.workflows.get(record.get("workflow_id", "")),
+                self.settings.tenant_max_executions)
+            definition = (self.registry.definition(*terms.definition)
+                          if terms.definition is not None else None)
+            inp = records.record_to_input(name, record, terms.version)
+            self._decide(st, state, name, inp, definition, terms.accepting, terms.queue, out,
+                         flow, msg=msg)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
             log.exception("input %s at %s@%s failed", name, msg.topic, msg.offset)
             hooks.error(exc)
@@ -563,20 +555,17 @@ class Processor:
         scope = hooks.enter_execution("processor timer", eid)  # in the execution's own trace
         hooks.describe(state.workflow_id, state.tenant, "TimerFired")
         try:
-            self._decide(st, state, inp, definition, True, None, out, flow)
+            self._decide(st, state, "TimerFired", inp, definition, True, None, out, flow)
         finally:
             hooks.leave(scope)
 
-    def _decide(self, st: PartitionState, state: ExecutionState, inp: dinp.Input,
+    def _decide(self, st: PartitionState, state: ExecutionState, name: str, inp: dinp.Input,
                 definition: Any, accepting: bool, queue: bool | None, out: list[Out],
                 flow: _Flow, msg: Any = None) -> None:
         now = datetime.now(UTC)
         events = decide(state, inp, now, definition, accepting=accepting, queue=queue)
         if not events:
-            if state.phase == "pending" and not isinstance(inp, dinp.TriggerReceived):
-                self.stats["unknown_execution"] += 1
-            else:
-                self.stats["duplicates"] += 1
+            self.stats[policy.no_events_reason(name, state.phase)] += 1
             return
         was_limited = state.execution_id in st.limited
         state = st.apply(state, events)
@@ -610,13 +599,15 @@ class Processor:
         transaction). Redis is not in the transaction: every step is idempotent, and a
         partition re-opened re-enqueues its queued executions (re-sends a lost admission)."""
         admitted: list[Entry] = []
-        for s in flow.queued:
-            entry = Entry(s.execution_id, s.workflow_id, s.workflow_version, s.tenant)
-            definition = self.registry.definition(s.workflow_id, s.workflow_version)
-            limit = definition.max_executions if definition is not None else None
+        for s in flow.queued:  # the dispatcher's rules (policy.py)
+            entry = policy.admission_entry(s.execution_id, s.workflow_id, s.workflow_version,
+                                           s.tenant)
+            limit = policy.workflow_limit(self.registry.definition(s.workflow_id,
+                                                                   s.workflow_version))
             admitted += await self.admission.enqueue(entry, limit)
         for s in flow.released:
-            entry = Entry(s.execution_id, s.workflow_id, s.workflow_version, s.tenant)
+            entry = policy.admission_entry(s.execution_id, s.workflow_id, s.workflow_version,
+                                           s.tenant)
             admitted += await self.admission.release(entry)
         now = datetime.now(UTC)
         for entry in admitted:
