@@ -10,7 +10,6 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -19,11 +18,7 @@ from flowlog.aggregates.records import batch_events, batch_record
 from flowlog.schemas.codec import Codec
 
 from flowlog.settings import Settings
-
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "unit" / "audit"))
-
-from audit_histories import HISTORIES, renamed  # noqa: E402
+from tests.support.histories import HISTORIES, renamed
 
 __all__ = ["HISTORIES", "renamed"]
 

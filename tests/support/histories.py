@@ -1,14 +1,13 @@
 """Recorded histories of every example workflow, for the audit tests.
 
 The recorded fixtures (`tests/fixtures/histories/*.json`, four examples) and the scripted
-runs of every example (`tests/unit/aggregates/agg_scenarios.py`, seven examples, nine
+runs of every example (`tests/support/scenarios.py`, seven examples, nine
 histories) — the latter recorded here in memory with the definition they ran.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from flowlog.aggregates.definition.compiled import CompiledDefinition
 from flowlog.aggregates.execution.events import ExecutionEvent, event_from_dict
 from flowlog.aggregates.ids import execution_event_id
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "unit" / "aggregates"))
+from tests.support.scenarios import SCENARIOS
 
-from agg_scenarios import SCENARIOS  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # Histories whose decisions are known not to be reproducible. examples/fan-out-fan-in.yaml
 # was one (its `report.best` took the first price of a CEL map, whose iteration order

@@ -1,4 +1,4 @@
-"""Record the scripted example runs as fixtures: `python tests/unit/aggregates/record_histories.py`.
+"""Record the scripted example runs as fixtures: `python -m tests.support.record_histories`.
 
 Re-record only when a change of behaviour is intended, and say so in the commit: the
 fixtures are how later changes are checked against recorded executions.
@@ -7,14 +7,11 @@ fixtures are how later changes are checked against recorded executions.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from agg_harness import HISTORIES, input_to_dict
-from agg_scenarios import SCENARIOS
 from flowlog.aggregates.execution.events import event_to_dict
+
+from tests.support.runs import HISTORIES, input_to_dict
+from tests.support.scenarios import SCENARIOS
 
 RECORDED = ("support_triage_billing", "batch_loop", "webhook_dead_letter_then_retry",
             "delay_and_wait_approved")  # fmt: skip

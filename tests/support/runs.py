@@ -14,7 +14,7 @@ from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.aggregates.execution import inputs as I
 from flowlog.aggregates.execution.events import ExecutionEvent
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 HISTORIES = REPO / "tests" / "fixtures" / "histories"
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agg_harness import Run, example
 from flowlog.aggregates.execution import inputs as I
+
+from tests.support.runs import Run, example
 
 TICKET = {"id": "T-42", "subject": "Refund please", "body": "I was charged twice."}
 

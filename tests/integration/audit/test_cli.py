@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from audit_kafka import HISTORIES, end_offsets, produce
 from confluent_kafka import Producer
 from flowlog.aggregates.records import envelope
 from flowlog.projections.audit.projector import run, tracking_name
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 
 from flowlog.cli import app
 from flowlog.settings import Settings, get_settings
+from tests.support.audit import HISTORIES, end_offsets, produce
 
 WORKFLOWS = ("support-triage", "delay-and-wait", "webhook-retry-deadletter")
 

@@ -9,7 +9,12 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from audit_kafka import (
+from flowlog.aggregates.execution.evolve import fold
+from flowlog.projections.audit.projector import tracking_name
+from flowlog.projections.audit.store import AuditStore, execution_uuid
+
+from flowlog.settings import Settings
+from tests.support.audit import (
     HISTORIES,
     end_offsets,
     produce,
@@ -18,11 +23,6 @@ from audit_kafka import (
     start_projector,
     wait_for,
 )
-from flowlog.aggregates.execution.evolve import fold
-from flowlog.projections.audit.projector import tracking_name
-from flowlog.projections.audit.store import AuditStore, execution_uuid
-
-from flowlog.settings import Settings
 
 PARTITIONS = 3
 

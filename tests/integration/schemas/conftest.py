@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flowlog.schemas.topics import TopicCatalog, apply_topics
 
 from flowlog.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).parent))
-from kafka_helpers import delete_prefixed
+from tests.support.kafka_topics import delete_prefixed
 
 
 @pytest.fixture

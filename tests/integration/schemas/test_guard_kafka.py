@@ -11,7 +11,8 @@ from flowlog.schemas.codec import Codec
 from flowlog.schemas.events import EventQuarantined, TriggerReceived, to_model
 from flowlog.schemas.guard import DecodeGuard, KafkaQuarantine
 from flowlog.schemas.topics import TopicCatalog
-from kafka_helpers import consume
+
+from tests.support.kafka_topics import consume
 
 pytestmark = pytest.mark.integration
 

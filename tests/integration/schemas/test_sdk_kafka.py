@@ -13,11 +13,11 @@ from flowlog.schemas.events import ExecutionEventBatch, NodeStarted, TriggerRece
 from flowlog.schemas.ids import execution_event_id, execution_id_for
 from flowlog.schemas.sdk import EVENT_TYPE_HEADER, EventProducer
 from flowlog.schemas.topics import TopicCatalog
-from kafka_helpers import consume
 from typer.testing import CliRunner
 
 from flowlog.cli import app
 from flowlog.settings import Settings
+from tests.support.kafka_topics import consume
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from agg_harness import T0, Run, example
 from flowlog.aggregates.definition import compile_definition, parse_definition
 from flowlog.aggregates.execution import ExecutionState, decide
 from flowlog.aggregates.execution import inputs as I
 from flowlog.aggregates.ids import NAMESPACE_FLOWLOG, execution_event_id
 from flowlog.aggregates.retry import RetryPolicy, backoff_ms
+
+from tests.support.runs import T0, Run, example
 
 pytestmark = pytest.mark.unit
 

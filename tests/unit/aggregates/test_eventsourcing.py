@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from agg_harness import EXAMPLES, T0
-from agg_scenarios import support_triage_billing
 from flowlog.aggregates.definition import load_definition
 from flowlog.aggregates.definition.aggregate import WorkflowDefinition
 from flowlog.aggregates.errors import DefinitionInvalid, InvalidTransition
 from flowlog.aggregates.execution import inputs as I
 from flowlog.aggregates.execution.aggregate import WorkflowExecution
+
+from tests.support.runs import EXAMPLES, T0
+from tests.support.scenarios import support_triage_billing
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from agg_harness import EXAMPLES, example
-from agg_scenarios import (
+from flowlog.aggregates.definition import load_definition
+from flowlog.aggregates.definition.model import NODE_TYPES
+from flowlog.aggregates.execution.taskconfig import render_task_config
+
+from tests.support.runs import EXAMPLES, example
+from tests.support.scenarios import (
     batch_loop,
     bench_5node,
     delay_and_wait_approved,
@@ -15,9 +19,6 @@ from agg_scenarios import (
     webhook_dead_letter_then_resume,
     webhook_dead_letter_then_retry,
 )
-from flowlog.aggregates.definition import load_definition
-from flowlog.aggregates.definition.model import NODE_TYPES
-from flowlog.aggregates.execution.taskconfig import render_task_config
 
 pytestmark = pytest.mark.unit
 

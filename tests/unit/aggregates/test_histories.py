@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from agg_harness import HISTORIES, REPO, canonical, input_from_dict
 from flowlog.aggregates.definition import compile_definition, load_definition
 from flowlog.aggregates.execution import ExecutionState, decide, evolve, fold
 from flowlog.aggregates.execution.events import event_from_dict, event_to_dict
+
+from tests.support.runs import HISTORIES, REPO, canonical, input_from_dict
 
 pytestmark = pytest.mark.unit
 FILES = sorted(HISTORIES.glob("*.json"))

@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from agg_harness import REPO, canonical, input_from_dict
 from flowlog.aggregates.definition import compile_definition, load_definition
 from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.aggregates.execution.events import event_from_dict, event_to_dict
 from flowlog.projections.audit.replay import verify
+
+from tests.support.runs import REPO, canonical, input_from_dict
 
 pytestmark = pytest.mark.unit
 FILES = sorted((REPO / "tests" / "fixtures" / "rejected-histories").glob("*.json"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from agg_harness import EXAMPLES
 from flowlog.aggregates.definition import load_definition, parse_definition, validate_definition
 from flowlog.aggregates.errors import DefinitionInvalid
+
+from tests.support.runs import EXAMPLES
 
 pytestmark = pytest.mark.unit
 

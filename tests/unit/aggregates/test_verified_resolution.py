@@ -4,8 +4,9 @@ retried and resolves only when a retry of the node succeeds."""
 from __future__ import annotations
 
 import pytest
-from agg_harness import Run, example
 from flowlog.aggregates.execution import inputs as I
+
+from tests.support.runs import Run, example
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from audit_histories import HISTORIES, IDS, History, history, renamed
 from flowlog.projections.audit import lineage
+
+from tests.support.histories import HISTORIES, IDS, History, history, renamed
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from audit_histories import (
+from flowlog.aggregates.definition import compile_definition, parse_definition
+from flowlog.aggregates.definition.compiled import CompiledDefinition
+from flowlog.aggregates.execution import decide as decide_module
+from flowlog.aggregates.execution.events import event_to_dict
+from flowlog.projections.audit import replay
+from flowlog.projections.audit.steps import recorded_steps
+
+from tests.support.histories import (
     NONDETERMINISTIC,
     REPLAYABLE,
     REPLAYABLE_IDS,
@@ -16,12 +23,6 @@ from audit_histories import (
     example,
     history,
 )
-from flowlog.aggregates.definition import compile_definition, parse_definition
-from flowlog.aggregates.definition.compiled import CompiledDefinition
-from flowlog.aggregates.execution import decide as decide_module
-from flowlog.aggregates.execution.events import event_to_dict
-from flowlog.projections.audit import replay
-from flowlog.projections.audit.steps import recorded_steps
 
 pytestmark = pytest.mark.unit
 DECIDE = __import__("flowlog.aggregates.execution.decide", fromlist=["decide"])
@@ -41,7 +42,7 @@ def _edited(d: CompiledDefinition, **node_changes: dict[str, Any]) -> CompiledDe
 def test_recorded_histories_re_decide_to_the_recorded_events(h: History) -> None:
     if h.name in NONDETERMINISTIC:
         pytest.xfail("fan-out-fan-in's report.best depends on CEL map key order (see "
-                     "audit_histories.NONDETERMINISTIC)")
+                     "tests.support.histories.NONDETERMINISTIC)")
     assert replay.verify(h.events, h.definition) is None
 
 

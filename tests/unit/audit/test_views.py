@@ -6,10 +6,11 @@ import copy
 import random
 
 import pytest
-from audit_histories import EXAMPLES_COVERED, HISTORIES, IDS, REPO, History, history
 from flowlog.aggregates.execution.aggregate import WorkflowExecution
 from flowlog.aggregates.execution.evolve import fold
 from flowlog.projections.audit import views
+
+from tests.support.histories import EXAMPLES_COVERED, HISTORIES, IDS, REPO, History, history
 
 pytestmark = pytest.mark.unit
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from agg_harness import EXAMPLES
 from typer.testing import CliRunner
 
 from flowlog.cli import app
+from tests.support.runs import EXAMPLES
 
 pytestmark = pytest.mark.unit
 

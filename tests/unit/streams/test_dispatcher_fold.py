@@ -10,9 +10,7 @@ phase, and the node tasks that the full fold would render.
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,11 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowlog.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "aggregates"))
-from agg_harness import T0
-from agg_scenarios import SCENARIOS
-from test_properties import dags, simulate
+from tests.support.runs import T0
+from tests.support.scenarios import SCENARIOS
+from tests.support.strategies import dags, simulate
 
 pytestmark = pytest.mark.unit
 CODEC = Codec()
