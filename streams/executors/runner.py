@@ -72,7 +72,10 @@ class TaskRunner:
     """Runs node tasks of every executor node type; one per executor process.
 
     `clock` gives aware wall-clock datetimes (started_at, finished_at, deadline checks);
-    `monotonic` drives timeouts, latencies and breaker cool-downs.
+    `monotonic` drives timeouts, latencies and breaker cool-downs. `limits` (breakers, rate
+    limiters) come from the composition root (`compose.default_runner`), which closes
+    them; without, the runner builds its own from the settings and closes them itself
+    (unit tests that build a bare runner).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class TaskRunner:
         monotonic: Callable[[], float] = time.monotonic,
         http: httpx.AsyncClient | None = None,
         node_runners: dict[str, NodeRunner] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.settings = settings
         self.tools = tools if tools is not None else ToolRegistry()
@@ -92,7 +96,9 @@ class TaskRunner:
         self._http = http if http is not None else httpx.AsyncClient(follow_redirects=False)
         self._own_secrets = secrets is None
         self.secrets = secrets if secrets is not None else SecretResolver(settings)
-        self.limits = Limits(settings, clock=monotonic)
+        self._own_limits = limits is None
+        self.limits = limits if limits is not None else Limits.from_settings(settings,
+                                                                             clock=monotonic)
         self.gateway = HttpGateway(self._http, self.limits)
         self.node_runners = dict(default_node_runners())
         self.node_runners.update(node_runners or {})
@@ -181,7 +187,8 @@ class TaskRunner:
         )
 
     async def aclose(self) -> None:
-        await self.limits.aclose()
+        if self._own_limits:
+            await self.limits.aclose()
         if self._own_secrets:
             await self.secrets.aclose()
         if self._own_http:

@@ -4,7 +4,8 @@ A role's class builds nothing that talks to the outside: `Worker` (worker.py) ca
 functions below, which build the Kafka clients (`kafka.py`'s factories: consumer group,
 isolation level, client id per role), the decode guard with its quarantine producer, the
 codec with its blob store (claim checks), the Redis admission, the executor's task runner
-with its secrets resolver, and hand them to the role's constructor. Unit tests build the
+with its secrets resolver, breakers and rate limiters, and hand them to the role's
+constructor. Unit tests build the
 roles with fakes instead (tests/unit/streams/runtime).
 
 * orchestrator: consumer group `orchestrator` over triggers, commands, node-results and
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from flowlog.schemas.claimcheck import BlobStore, blob_store_from_settings
@@ -40,6 +42,9 @@ from flowlog.streams.runtime.processor import Processor
 from flowlog.streams.runtime.registry import RegistryFollower
 
 from flowlog.settings import Settings
+
+if TYPE_CHECKING:  # the executors package loads only in a process that runs tasks
+    from flowlog.streams.executors.limits import Limits
 
 Closer = Callable[[], Awaitable[None]]
 
@@ -133,11 +138,21 @@ def snapshot_reader(settings: Settings) -> AIOKafkaConsumer:
                                fetch_max_bytes=64 * 1024 * 1024)
 
 
+def limits(shared: Shared) -> Limits:
+    """The executor's limits: breakers in Redis or each process's own
+    (`FLOWLOG_BREAKER_STORE`), rate limiters (`FLOWLOG_EXECUTOR_RATE_LIMITER`), concurrency
+    per node type and target; their Redis clients are closed with the process."""
+    from flowlog.streams.executors.limits import Limits
+
+    built = Limits.from_settings(shared.settings)
+    shared.closers.append(built.aclose)
+    return built
+
+
 def default_runner(shared: Shared) -> Runner:
     """The `TaskRunner` with the built-in tools plus `settings.tool_modules`, a secrets
-    resolver (closed with the process) and the `subworkflow` node. Its breakers (Redis or
-    local, `FLOWLOG_BREAKER_STORE`) and rate limiters are built by the runner's `Limits`
-    (streams/executors), not here."""
+    resolver, the limits of `limits` (both closed with the process) and the `subworkflow`
+    node."""
     from flowlog.streams.executors.runner import TaskRunner
     from flowlog.streams.executors.secrets import SecretResolver
     from flowlog.streams.executors.tools.registry import ToolRegistry
@@ -148,7 +163,7 @@ def default_runner(shared: Shared) -> Runner:
     tools.register_modules(settings.tool_modules)
     secrets = SecretResolver(settings)
     shared.closers.append(secrets.aclose)
-    return TaskRunner(settings, tools=tools, secrets=secrets,
+    return TaskRunner(settings, tools=tools, secrets=secrets, limits=limits(shared),
                       node_runners={"subworkflow": run_subworkflow_node})
 
 

@@ -120,3 +120,31 @@ async def test_processor(shared: compose.Shared) -> None:
     assert producer.client._client_id == "flowlog-unit.processor-3"
     reader = p.snapshot_reader()
     assert reader._group_id is None and reader._isolation_level == "read_committed"
+
+
+@pytest.mark.parametrize(("store", "breakers"), [("local", "LocalBreakers"),
+                                                 ("redis", "RedisBreakers"),
+                                                 ("auto", "RedisBreakers")])
+async def test_the_runner_gets_its_limits_from_the_root(store: str, breakers: str) -> None:
+    s = Settings(topic_prefix="unit.", breaker_store=store,  # type: ignore[arg-type]
+                 executor_rate_limits={"webhook": 5.0})
+    sh = compose.Shared(s, kafka.producer(s))
+    try:
+        runner: Any = compose.default_runner(sh)
+        limits = runner.limits
+        assert type(limits.breakers).__name__ == breakers  # as FLOWLOG_BREAKER_STORE says
+        assert limits.rate.rates == {"webhook": 5.0}
+        assert limits.aclose in sh.closers  # the root closes its Redis clients ...
+        assert runner._own_limits is False  # ... and the runner leaves them alone
+        assert runner.gateway.limits is limits  # its HTTP calls go through the same limits
+    finally:
+        await sh.close()
+
+
+async def test_a_bare_runner_builds_and_closes_its_own_limits() -> None:
+    from flowlog.streams.executors.runner import TaskRunner
+
+    runner = TaskRunner(Settings(breaker_store="local"))  # unit tests of the runner
+    assert runner._own_limits is True
+    assert type(runner.limits.breakers).__name__ == "LocalBreakers"
+    await runner.aclose()
