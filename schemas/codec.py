@@ -322,7 +322,7 @@ class Codec:
 # zero). The compiled functions only take values of the exact types a valid record holds;
 # on anything else (a missing field, an int where a double goes, a bool where a long goes, a
 # corrupt body) they raise, and the codec hands the record to fastavro, which then writes the
-# bytes or raises the error it always did. tests/unit/schemas/test_schemas_compiled.py proves
+# bytes or raises the error it always did. tests/unit/schemas/test_compiled.py proves
 # both paths produce the same bytes and records.
 
 class _Decline(Exception):
