@@ -48,38 +48,23 @@ UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 def template(codec: Any) -> tuple[list[bytes], bytes]:
     """The encoded batches of one finished execution of the 5-node DAG, in order, and its
-    retired state as the processor keeps it (JSON)."""
+    retired state as the processor keeps it (JSON). The history is
+    `histories.succeeding_history`, the one the rebuild's unit tests use."""
     import orjson
     import yaml
     from flowlog.aggregates import records
     from flowlog.aggregates.definition import compile_definition, parse_definition
-    from flowlog.aggregates.execution import ExecutionState, decide, evolve
-    from flowlog.aggregates.execution import inputs as inp
+    from flowlog.streams.runtime.histories import succeeding_history
 
     raw = yaml.safe_load(DAG.read_text())
     d = compile_definition(parse_definition({**raw, "version": 1}))
-    eid = str(uuid.uuid4())
-    state = ExecutionState()
-    now = datetime.now(UTC)
-    pending: list[Any] = [inp.TriggerReceived(
-        event_id=str(uuid.uuid4()), execution_id=eid, workflow_id=d.workflow_id,
-        workflow_version=1)]
-    out = []
-    while pending:
-        i = pending.pop(0)
-        now += timedelta(milliseconds=3)
-        events = decide(state, i, now, d)
-        for e in events:
-            evolve(state, e)
-            if e.event_type == "NodeScheduled":
-                n: Any = e
-                pending.append(inp.NodeResultReported(
-                    event_id=str(uuid.uuid4()), node_id=n.node_id, attempt=1,
-                    status="succeeded", output={"ok": True}, task_key=n.task_key))
-        if events:
-            out.append(codec.encode("ExecutionEventBatch",
-                                    records.batch_record(events, i.event_id)))
+    history = succeeding_history(d, execution_id=str(uuid.uuid4()), start=datetime.now(UTC),
+                                 new_id=lambda: str(uuid.uuid4()),
+                                 step=timedelta(milliseconds=3), output={"ok": True})
+    state = history.state
     assert state.phase == "succeeded", state.phase
+    out = [codec.encode("ExecutionEventBatch", records.batch_record(x.events, x.input_id))
+           for x in history.decisions]
     return out, orjson.dumps(state.retired().to_dict())
 
 

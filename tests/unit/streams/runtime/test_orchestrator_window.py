@@ -16,10 +16,10 @@ import pytest
 import yaml
 from flowlog.aggregates import records
 from flowlog.aggregates.definition import compile_definition, parse_definition
-from flowlog.aggregates.execution import ExecutionState, decide, evolve
-from flowlog.aggregates.execution import inputs as inp
+from flowlog.aggregates.execution import ExecutionState, evolve
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.guard import DecodeGuard
+from flowlog.streams.runtime.histories import succeeding_history
 from flowlog.streams.runtime.orchestrator import Orchestrator
 from flowlog.streams.runtime.window import FinishedWindow
 
@@ -34,30 +34,14 @@ def history(finish: bool) -> tuple[str, list[bytes]]:
     """One execution of the 5-node DAG as encoded batches; unfinished: its last result is
     never reported."""
     d = compile_definition(parse_definition({**DAG, "version": 1}))
-    eid = str(uuid.uuid4())
-    state, now = ExecutionState(), datetime(2026, 1, 1, tzinfo=UTC)
-    pending: list[Any] = [inp.TriggerReceived(event_id=str(uuid.uuid4()), execution_id=eid,
-                                              workflow_id=d.workflow_id, workflow_version=1)]
-    out = []
-    while pending:
-        i = pending.pop(0)
-        if not finish and not pending and isinstance(i, inp.NodeResultReported) \
-                and i.node_id == "E":
-            break
-        now += timedelta(milliseconds=1)
-        events = decide(state, i, now, d)
-        for e in events:
-            evolve(state, e)
-            if e.event_type == "NodeScheduled":
-                n: Any = e
-                pending.append(inp.NodeResultReported(
-                    event_id=str(uuid.uuid4()), node_id=n.node_id, attempt=1,
-                    status="succeeded", output={}, task_key=n.task_key))
-        if events:
-            out.append(CODEC.encode("ExecutionEventBatch",
-                                    records.batch_record(events, i.event_id)))
-    assert state.finished is finish
-    return eid, out
+    h = succeeding_history(d, execution_id=str(uuid.uuid4()),
+                           start=datetime(2026, 1, 1, tzinfo=UTC),
+                           new_id=lambda: str(uuid.uuid4()), step=timedelta(milliseconds=1),
+                           output={}, finish=finish)
+    assert h.state.finished is finish
+    return h.execution_id, [CODEC.encode("ExecutionEventBatch",
+                                         records.batch_record(x.events, x.input_id))
+                            for x in h.decisions]
 
 
 class FakeProducer:
