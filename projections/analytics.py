@@ -136,8 +136,10 @@ class AnalyticsProjector(ReadModelProjector):
                 rows.node_runs[(n["execution_id"], n["node_id"], n["attempt"])] = n
         return rows
 
-    async def apply(self, batches: dict[TopicPartition, list[Any]]) -> Outcome:
+    async def apply(self, batches: dict[TopicPartition, list[Any]],
+                    positions: dict[TopicPartition, int] | None = None) -> Outcome:
         conn = self._p()
+        positions = positions or {}
         out = Outcome()
         async with conn.transaction():
             cur = await conn.execute(pyformat(LOCK_OFFSETS_PG),
@@ -150,7 +152,7 @@ class AnalyticsProjector(ReadModelProjector):
                 out.skipped += len(msgs) - len(keep)
                 if keep:
                     fresh[tp] = keep
-                out.next_offsets[tp] = max(at, msgs[-1].offset + 1)
+                out.next_offsets[tp] = max(at, msgs[-1].offset + 1, positions.get(tp, 0))
             out.records = sum(len(m) for m in fresh.values())
             decoded, rejects = self.decode(fresh)
             rows = await self.load_facts(conn, decoded)
@@ -170,6 +172,14 @@ class AnalyticsProjector(ReadModelProjector):
                                     x["status"], x["last_seq"])
                        for x in (work.rows.executions[i] for i in work.result.executions)]
         return out
+
+    async def advance(self, offsets: dict[TopicPartition, int]) -> None:
+        tps = list(offsets)
+        conn = self._p()
+        async with conn.transaction():
+            await conn.execute(pyformat(SAVE_OFFSETS_PG),
+                               (self.name, [tp.topic for tp in tps],
+                                [tp.partition for tp in tps], [offsets[tp] for tp in tps]))
 
     async def write_facts(self, conn: psycopg.AsyncConnection[Any], work: Work) -> None:
         r = work.result

@@ -462,6 +462,9 @@ async def _catch_up(settings: Settings, name: str, shadow: str,
             if tp in behind:
                 await p.apply({tp: msgs})
                 n += len(msgs)
+        # read up to the live offsets: past a trailing transaction marker too ("last + 1"
+        # would put the swapped-in offsets one behind the live projector's position)
+        await p.advance({tp: live_offsets[tp] for tp in behind})
         return n
     finally:
         await p.close()

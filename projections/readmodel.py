@@ -250,8 +250,10 @@ class ReadModelProjector(Projector):
                 rows.node_runs[(n["execution_id"], n["node_id"], n["attempt"])] = n
         return rows
 
-    async def apply(self, batches: dict[TopicPartition, list[Any]]) -> Outcome:
+    async def apply(self, batches: dict[TopicPartition, list[Any]],
+                    positions: dict[TopicPartition, int] | None = None) -> Outcome:
         conn = self._c()
+        positions = positions or {}
         out = Outcome()
         async with conn.transaction():
             stored = {(r["topic"], r["partition"]): r["next_offset"] for r in await conn.fetch(
@@ -263,7 +265,7 @@ class ReadModelProjector(Projector):
                 out.skipped += len(msgs) - len(keep)
                 if keep:
                     fresh[tp] = keep
-                out.next_offsets[tp] = max(at, msgs[-1].offset + 1)
+                out.next_offsets[tp] = max(at, msgs[-1].offset + 1, positions.get(tp, 0))
             out.records = sum(len(m) for m in fresh.values())
             decoded, rejects = self.decode(fresh)
             rows = await self.load(conn, decoded)
@@ -282,6 +284,11 @@ class ReadModelProjector(Projector):
                                     x["status"], x["last_seq"])
                        for x in (work.rows.executions[i] for i in work.result.executions)]
         return out
+
+    async def advance(self, offsets: dict[TopicPartition, int]) -> None:
+        tps = list(offsets)
+        await self._c().execute(SAVE_OFFSETS_PG, self.name, [tp.topic for tp in tps],
+                                [tp.partition for tp in tps], [offsets[tp] for tp in tps])
 
     async def write(self, conn: asyncpg.Connection, work: Work) -> None:
         """Every row of a folded batch, the rejects; inside the caller's transaction."""

@@ -20,6 +20,13 @@ How, in order of what can go wrong:
   An undecodable record also goes to the quarantine topic through the decode guard.
 * A database error (restart, lost connection) rolls the batch back; the runner reconnects
   with backoff and seeks to the stored offsets again.
+* The stored offset is the consumer's position after the fetch, not "last record + 1"
+  (as Kafka Streams does): a transaction's commit marker (the `processor` role writes in
+  transactions) and an aborted transaction's records take offsets no record returned has,
+  and the position is past them. A batch stores the position its records were fetched to;
+  a partition whose position moved with no record (the marker came in a later fetch) gets
+  its offset stored on its own (`Projector.advance`). So `flowlog projections status`
+  shows 0 lag at rest on a transactionally written partition.
 * After a commit: each changed execution's status is published on Redis (see
   `projections.live`), and the lag gauges are set.
 * Traces: each execution-events record applied gets a span ``projector <name>``, a child
@@ -41,6 +48,7 @@ from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError
 from flowlog.aggregates import records as wire
 from flowlog.aggregates.execution import events as ev
 from flowlog.projections import kafka as pk
@@ -143,8 +151,17 @@ class Projector(ABC):
         """Called after assignment and after a failed batch (in-memory state to rebuild)."""
 
     @abstractmethod
-    async def apply(self, batches: dict[TopicPartition, list[Any]]) -> Outcome:
-        """Apply the records in one transaction; returns what was committed."""
+    async def apply(self, batches: dict[TopicPartition, list[Any]],
+                    positions: dict[TopicPartition, int] | None = None) -> Outcome:
+        """Apply the records in one transaction; returns what was committed. `positions`:
+        the consumer's position after the fetch, per partition (past the records and any
+        control records after them); stored instead of "last + 1" when larger."""
+
+    @abstractmethod
+    async def advance(self, offsets: dict[TopicPartition, int]) -> None:
+        """Store these offsets (never lowering a stored one) with no rows: the consumer
+        skipped only records that have nothing to apply (transaction markers, aborted
+        records) to get there."""
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -181,6 +198,8 @@ class ProjectorRunner:
         self.committed = asyncio.Event()  # set after every commit (tests wait on it)
         self.assigned_at: float | None = None  # perf_counter at the first seek (benchmarks)
         self.events_topic = pk.topic_name(settings, "execution-events")
+        #: the offsets stored in PostgreSQL, as this runner last set or read them
+        self.stored: dict[TopicPartition, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._connect_db(stop)
@@ -195,9 +214,10 @@ class ProjectorRunner:
                     await self._resync(stop)
                     continue  # what was fetched before the seek is fetched again
                 batches = {tp: msgs for tp, msgs in batches.items() if tp in self.assigned}
-                if not batches:
-                    continue
-                await self._apply(batches, stop)
+                if batches:
+                    await self._apply(batches, stop)
+                if not self.resync:
+                    await self._advance(stop)
         finally:
             await self.consumer.stop()
             await self.projector.close()
@@ -232,8 +252,10 @@ class ProjectorRunner:
             return
         tps = sorted(self.assigned, key=lambda t: (t.topic, t.partition))
         begins = await self.consumer.beginning_offsets(tps) if tps else {}
+        self.stored = {}
         for tp in tps:
-            self.consumer.seek(tp, max(stored.get(tp, 0), begins[tp]))
+            self.stored[tp] = max(stored.get(tp, 0), begins[tp])
+            self.consumer.seek(tp, self.stored[tp])
         self.resync = False
         if self.assigned_at is None:
             self.assigned_at = time.perf_counter()
@@ -243,8 +265,9 @@ class ProjectorRunner:
         name = self.projector.name
         spans = hooks.project(name, (m for tp, msgs in batches.items()
                                      if tp.topic == self.events_topic for m in msgs))
+        positions = {tp: p for tp in batches if (p := await self._position(tp)) is not None}
         try:
-            outcome = await self.projector.apply(batches)
+            outcome = await self.projector.apply(batches, positions)
         except Exception as exc:
             hooks.projected(spans, log, name, exc)
             self.stats["failed_batches"] += 1
@@ -255,6 +278,7 @@ class ProjectorRunner:
             self.resync = True
             return
         hooks.projected(spans, log, name)
+        self.stored.update(outcome.next_offsets)
         now = time.time()
         if outcome.skipped:
             # another member was further on (a rebalance overlapped): what it applied is
@@ -274,6 +298,38 @@ class ProjectorRunner:
         self.committed = asyncio.Event()
         if outcome.changes:
             await self.publisher.publish(outcome.changes, hooks.trace_parents(spans))
+
+    async def _position(self, tp: TopicPartition) -> int | None:
+        try:
+            return await self.consumer.position(tp)
+        except IllegalStateError:  # no longer assigned (a rebalance under way)
+            return None
+
+    async def _advance(self, stop: asyncio.Event) -> None:
+        """Store the position of an assigned partition that moved past its stored offset
+        with no record to apply: the consumer skipped a transaction marker or aborted
+        records. Every record it returned since the last seek was applied (a failed or
+        overlapping batch re-seeks first), so only skipped offsets lie in between."""
+        moved: dict[TopicPartition, int] = {}
+        for tp in list(self.assigned):
+            known = self.stored.get(tp)
+            position = await self._position(tp) if known is not None else None
+            if known is not None and position is not None and position > known:
+                moved[tp] = position
+        if not moved:
+            return
+        try:
+            await self.projector.advance(moved)
+        except Exception as exc:
+            log.warning("projector %s: storing offsets past skipped records failed (%s: %s); "
+                        "resuming from the stored offsets", self.projector.name,
+                        type(exc).__name__, exc)
+            await self.projector.close()
+            await self._connect_db(stop)
+            self.resync = True
+            return
+        self.stored.update(moved)
+        self.stats["advanced"] += len(moved)
 
 
 def now_utc() -> datetime:
