@@ -33,8 +33,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--window", type=int, default=None,
                     help="finished executions kept per partition for the run (sets "
-                         "FLOWLOG_PROCESSOR_FINISHED_WINDOW and "
-                         "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW; default: the settings'). A "
+                         "FLOWLOG_FINISHED_WINDOW; default: the settings'). A "
                          "slow run fills the default window late: scale it to the rate to "
                          "see the bound early")
     ap.add_argument("--worker-script", default=None,
@@ -45,8 +44,7 @@ def main() -> None:
     opts = Options(layout=layout, partitions=args.partitions, duration=args.minutes * 60,
                    drain=60.0, rss_every_s=args.every, worker_script=args.worker_script,
                    env={} if args.window is None
-                   else {"FLOWLOG_PROCESSOR_FINISHED_WINDOW": str(args.window),
-                         "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW": str(args.window)})
+                   else {"FLOWLOG_FINISHED_WINDOW": str(args.window)})
     load_before = [round(x, 2) for x in os.getloadavg()]
     step = run_step(opts, args.rate, label="memory: ")
     show_step(step)

@@ -28,7 +28,9 @@ root) builds every consumer, producer, guard, codec, admission and the task runn
 hands them to the roles' constructors (`ports` names what a role uses of each); `kafka`
 holds the client factories and topic setup. Around them: `registry` (every workflow
 definition, followed from its topic), `commits` (the `Committer`, `commit_offsets`),
-`processor` + `processor_state` (the opt-in transactional role), `taskrender`, `memory`,
+`processor` + `processor_state` (the opt-in transactional role), `window` (the
+finished-executions window both deciding roles keep), `histories` (a succeeding history,
+built for tests and the rebuild benchmark), `taskrender`, `memory`,
 `subworkflow`, `tools` (the shell side). The life of a trigger, with the guarantees at
 each hop, is in docs/engine.md.
 """
