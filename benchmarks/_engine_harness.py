@@ -156,7 +156,7 @@ class Layout:
             return ["all"] * self.all_in_one
         if self.processors:
             return ["processor"] * self.processors + ["executor"] * self.executors
-        return (["orchestrator"] * self.orchestrators + ["timers"] * self.timers
+        return (["orchestrator"] * self.orchestrators + ["dispatcher"] * self.timers
                 + ["executor"] * self.executors)
 
     def label(self) -> str:
@@ -164,7 +164,7 @@ class Layout:
             return f"{self.all_in_one}× all roles"
         if self.processors:
             return f"{self.processors} processor, {self.executors} executor"
-        return (f"{self.orchestrators} orchestrator, {self.timers} timers, "
+        return (f"{self.orchestrators} orchestrator, {self.timers} dispatcher, "
                 f"{self.executors} executor")
 
 

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency-rate", type=float, help="skip the search: latency at this rate")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--orchestrators", type=int, default=1)
-    ap.add_argument("--timers", type=int, default=1)
+    ap.add_argument("--dispatchers", "--timers", dest="timers", type=int, default=1,
+                    help="dispatcher processes (the role was called `timers` before)")
     ap.add_argument("--executors", type=int, default=1)
     ap.add_argument("--processors", type=int, default=0, metavar="N",
                     help="N `processor` processes instead of the orchestrators and timers "
@@ -331,7 +332,8 @@ def show_profile(profile: dict[str, Any]) -> None:
 
 def _short(name: str) -> str:
     role, _, index = name.partition("-")
-    short = {"orchestrator": "orch", "timers": "tim", "executor": "exe", "all": "all",
+    short = {"orchestrator": "orch", "dispatcher": "disp", "timers": "tim",  # old code
+             "executor": "exe", "all": "all",
              "broker": "broker", "machine": "| machine"}.get(role, "bench")
     return short + (index if index not in ("", "0") else "")
 

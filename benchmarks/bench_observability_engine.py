@@ -37,7 +37,7 @@ from _common import median, write_results
 from _engine_harness import Options, console, run_step, show_step
 from bench_engine import QUICK_RATES, search
 
-ROLES = ("orchestrator", "timers", "executor")
+ROLES = ("orchestrator", "dispatcher", "executor")
 
 
 def free_port() -> int:
@@ -58,7 +58,7 @@ def modes(sink: str) -> dict[str, dict[str, str]]:
 
 def cpu_per_execution_ms(step: Any) -> float | None:
     """The engine roles' CPU per execution sent (the harness's figure, summed over the
-    role processes `orchestrator-0`, `timers-0`, `executor-0`, ...)."""
+    role processes `orchestrator-0`, `dispatcher-0`, `executor-0`, ...)."""
     per = step.summary()["cpu_ms_per_execution"]
     values = [v for k, v in per.items() if k.split("-")[0] in ROLES]
     return sum(values) if values else None

@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         "then skip them (40-120 ms pauses per process otherwise).",
     )
     commit_interval_ms: int = Field(
-        100, description="The orchestrator and timers commit input offsets at most this often, "
+        100, description="The orchestrator and dispatcher commit input offsets at most this often, "
         "off their poll loops (a crash re-reads at most this much; ids make it a no-op).",
     )
     max_poll_records: int = Field(
@@ -214,10 +214,11 @@ class Settings(BaseSettings):
         0, description="Executions of one tenant running at once (0: no limit); more wait "
         "in order (Redis admission).",
     )
-    timer_tick_ms: int = Field(100, description="How often the timers role checks for due timers.")
+    timer_tick_ms: int = Field(
+        100, description="How often the dispatcher (and the processor) checks for due timers.")
     # --- the Kafka client of the engine roles (streams/runtime/rdkafka.py; docs/engine.md) ---
     kafka_client: Literal["aiokafka", "confluent"] = Field(
-        "aiokafka", description="Kafka client of the orchestrator, timers (dispatcher) and "
+        "aiokafka", description="Kafka client of the orchestrator, dispatcher and "
         "executor roles: aiokafka, or confluent (confluent-kafka/librdkafka behind the same "
         "ports, streams/runtime/rdkafka.py). The processor role stays on aiokafka.",
     )

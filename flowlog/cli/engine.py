@@ -13,10 +13,12 @@ from rich.console import Console
 
 from flowlog.settings import get_settings
 
-_ROLE_HELP = ("orchestrator, executor, timers, all (every engine role in one process), "
-              "processor (opt-in: orchestrator + timers as one transactional role; run "
-              "`processor executor`, never beside orchestrator/timers), "
-              "or another process of flowlog.processes (projector, ...)")
+_ROLE_HELP = ("orchestrator, executor, dispatcher (node tasks, timers and admissions; "
+              "`timers`, its former name, is accepted until the next release), all (every "
+              "engine role in one process), processor (opt-in: orchestrator + dispatcher as "
+              "one transactional role; run `processor executor`, never beside "
+              "orchestrator/dispatcher), or another process of flowlog.processes "
+              "(projector, ...)")
 
 
 def worker(
@@ -31,8 +33,8 @@ def worker(
     engine_roles = [r for r in roles if r not in PROCESSES]
     others = [r for r in roles if r in PROCESSES]
     try:
-        if engine_roles:
-            expand(engine_roles)
+        if engine_roles:  # `all` expanded, a former name replaced (warned once, here)
+            engine_roles = expand(engine_roles)
     except ValueError as exc:
         Console(stderr=True).print(
             f"[red]error:[/] {exc}; other processes: {', '.join(sorted(PROCESSES)) or 'none'}")
@@ -45,7 +47,7 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         # JSON logs, tracing and /metrics /healthz /readyz (flowlog/observability)
-        names = [*(expand(engine_roles) if engine_roles else []), *others]
+        names = [*engine_roles, *others]
         obs = start_process(settings, "+".join(names), names, log_level=log_level)
         w = Worker(settings, engine_roles) if engine_roles else None
         if w is not None:

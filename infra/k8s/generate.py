@@ -16,13 +16,14 @@ from typing import Any
 import yaml
 
 OUT = Path(__file__).with_name("deployments.yaml")
-ENGINE_ROLES = ("orchestrator", "executor", "timers")
+ENGINE_ROLES = ("orchestrator", "executor", "dispatcher")
 #: name: (replicas, cpu request, memory request, memory limit, what it is)
 ROLES: dict[str, tuple[int, str, str, str, str]] = {
     "orchestrator": (3, "500m", "512Mi", "2Gi", "decisions; state per partition, rebuilt from "
                      "the log"),
     "executor": (3, "250m", "256Mi", "1Gi", "node tasks; I/O bound, scale on node-tasks lag"),
-    "timers": (2, "250m", "256Mi", "1Gi", "the dispatcher: node tasks and due timers"),
+    "dispatcher": (2, "250m", "256Mi", "1Gi", "node tasks, due timers and admissions (formerly "
+                   "`timers`)"),
     "projector": (2, "250m", "256Mi", "1Gi", "read models and analytics in PostgreSQL"),
     "audit": (1, "100m", "256Mi", "512Mi", "audit store"),
     "deadletters": (1, "100m", "128Mi", "512Mi", "RabbitMQ dead-letter bridge"),

@@ -1,4 +1,5 @@
-"""The dispatcher (`timers` role): node tasks and due timers, derived from execution-events.
+"""The dispatcher (role `dispatcher`, formerly `timers`): node tasks, due timers and
+admissions, derived from execution-events.
 
 It keeps only what its two jobs need, per unfinished execution: the envelope fields of a
 `TimerFired` or flow-control entry, the last applied seq, the armed timers (mirroring
@@ -186,7 +187,7 @@ class Dispatcher:
             part = self.parts.get(tp.partition)
             if part is None:
                 continue
-            hooks.records_in("timers", tp.topic, len(msgs))
+            hooks.records_in("dispatcher", tp.topic, len(msgs))
             touched: dict[str, _Exec] = {}
             for msg in msgs:
                 try:
@@ -216,7 +217,7 @@ class Dispatcher:
             if last > part.resume_at:
                 offsets[tp] = last
                 part.resume_at = last
-        hooks.records_out("timers", self.tasks_topic, len(sends))
+        hooks.records_out("dispatcher", self.tasks_topic, len(sends))
         if offsets or sends:  # committed by the committer once the tasks are acknowledged
             await self.committer.add(sends, offsets)
 

@@ -4,14 +4,15 @@
 the definitions follower) and each role through `compose.py`, which builds and injects
 every consumer, guard, codec, admission and task runner; the roles build none of them.
 
-    await run_worker(settings, ["orchestrator", "executor", "timers"])
+    await run_worker(settings, ["orchestrator", "executor", "dispatcher"])
 
-Roles: `orchestrator` (decisions), `executor` (node tasks), `timers` (the dispatcher: node
-tasks and due timers from execution-events). Any number of processes of each role may
-run; partitions spread among them through their consumer groups.
+Roles: `orchestrator` (decisions), `executor` (node tasks), `dispatcher` (node tasks, due
+timers and admissions, derived from execution-events; called `timers` until this release,
+and that name is still accepted, with a warning, for one release). Any number of processes
+of each role may run; partitions spread among them through their consumer groups.
 
 Opt-in (not part of `all`): `processor`, the orchestrator, its tasks, timers and admissions
-in one Kafka transaction per batch (processor.py); it replaces `orchestrator` + `timers`
+in one Kafka transaction per batch (processor.py); it replaces `orchestrator` + `dispatcher`
 (run `processor executor`, never beside them on the same topics).
 """
 
@@ -32,13 +33,20 @@ from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
-ROLES = ("orchestrator", "executor", "timers")
+ROLES = ("orchestrator", "executor", "dispatcher")
 OPT_IN = ("processor",)
+#: former role names, accepted for one release: old name -> name
+ALIASES = {"timers": "dispatcher"}
 
 
 def expand(roles: Sequence[str]) -> list[str]:
+    """The roles named, `all` expanded, former names (`ALIASES`) replaced, each once."""
     out: list[str] = []
     for role in roles:
+        if role in ALIASES:
+            log.warning("role %r is called %r now; the old name is accepted until the next "
+                        "release: use `flowlog worker %s`", role, ALIASES[role], ALIASES[role])
+            role = ALIASES[role]
         for r in (ROLES if role == "all" else (role,)):
             if r not in ROLES and r not in OPT_IN:
                 raise ValueError(f"unknown role {r!r}: use one of "
@@ -68,7 +76,7 @@ class Worker:
         self.producer = compose.producer(self.settings)
         await self.producer.start()
         shared = self.shared = compose.Shared(self.settings, self.producer)
-        if {"orchestrator", "timers", "processor"} & set(self.roles):
+        if {"orchestrator", "dispatcher", "processor"} & set(self.roles):
             self.follower = shared.follower = RegistryFollower(self.settings)
             await self.follower.start()
         for role in self.roles:
@@ -76,7 +84,7 @@ class Worker:
                 comp: Any = compose.orchestrator(shared)
             elif role == "processor":
                 comp = compose.processor(shared)
-            elif role == "timers":
+            elif role == "dispatcher":
                 comp = compose.dispatcher(shared)
             else:
                 self.runner = (self.runner_factory(self.settings) if self.runner_factory

@@ -155,14 +155,14 @@ def test_every_process_is_up_and_serves_its_core_metrics(system: System) -> None
 
     entries = system.run_files()
     names = {e["process"] for e in entries}
-    assert names == {"orchestrator", "executor", "timers", *PROCESSES}, names
+    assert names == {"orchestrator", "executor", "dispatcher", *PROCESSES}, names
     for e in entries:
         with urllib.request.urlopen(e["url"] + "/readyz", timeout=5) as resp:
             assert resp.status == 200
             assert json.loads(resp.read())["ready"] is True
         wanted = [f'flowlog_process_info{{process="{e["process"]}"',
                   "process_cpu_seconds_total"]
-        if e["process"] in ("orchestrator", "executor", "timers"):
+        if e["process"] in ("orchestrator", "executor", "dispatcher"):
             wanted += ENGINE_SERIES  # consumer lag: sampled every few seconds
         if e["process"] == "executor":
             wanted.append("flowlog_task_seconds_count{")

@@ -146,6 +146,7 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     procs = [Proc("orch1", "orchestrator", crashy, logs), Proc("orch2", "orchestrator", base,
                                                                  logs),
              Proc("exec1", "executor", base, logs), Proc("exec2", "executor", base, logs),
+             # the dispatcher by its former name: the alias kept for one release runs here
              Proc("timers", "timers", base, logs)]
     for p in procs:
         p.start()

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "infra" / "k8s"
 COMPOSE = REPO / "infra" / "compose" / "docker-compose.yml"
 COMPOSE_WHEEL = REPO / ".cache" / "compose-spec" / "docker_compose-1.29.2-py2.py3-none-any.whl"
-ENGINE_ROLES = ("orchestrator", "executor", "timers")
-GROUPS = {"orchestrator": "orchestrator", "executor": "executor", "timers": "dispatcher"}
+ENGINE_ROLES = ("orchestrator", "executor", "dispatcher")
+GROUPS = {"orchestrator": "orchestrator", "executor": "executor", "dispatcher": "dispatcher"}
 
 
 def _processes() -> set[str]:
