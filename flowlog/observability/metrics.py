@@ -8,6 +8,8 @@ these names; keep them in step.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 # ``*_created`` series double the exposition and no rule reads them
@@ -87,6 +89,40 @@ _COUNTED = frozenset({*_TERMINAL, "NodeRetryScheduled", "NodeDeadLettered", "Inc
                       "IncidentResolved"})
 
 
+class Children(dict[tuple[Any, ...], Any]):
+    """A metric's children by label values, each looked up once: ``children[a, b]`` is
+    ``metric.labels(a, b)``.
+
+    ``labels()`` checks the values, turns them into strings and takes the metric's lock on
+    every call (~2 µs); the roles count the same few label sets for every record (role and
+    topic, node type and status), so a plain dict hit (~0.05 µs) replaces it. The cache is
+    as bounded as the metric's own children (labels are bounded sets, see above). A child
+    removed from its metric (``remove``/``clear``, which flowlog never calls) would keep
+    counting where no scrape sees it: ``clear()`` this cache too.
+    """
+
+    __slots__ = ("metric",)
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, labels: tuple[Any, ...]) -> Any:
+        child = self[labels] = self.metric.labels(*labels)
+        return child
+
+
+#: the roles' hot-path children (hooks.py), one dict hit per record
+EVENTS_IN_BY = Children(EVENTS_IN)
+EVENTS_OUT_BY = Children(EVENTS_OUT)
+DECISION_LATENCY_BY = Children(DECISION_LATENCY)
+TASK_LATENCY_BY = Children(TASK_LATENCY)
+_FINISHED_BY = Children(EXECUTIONS_FINISHED)
+_RETRIES_BY = Children(RETRIES)
+_DEAD_LETTERS_BY = Children(DEAD_LETTERS)
+_INCIDENTS_BY = Children(INCIDENTS)
+
+
 def count_decision(events: list[object], workflow_id: str) -> None:
     """Count one decision's events of note (terminal, retry, dead letter, incident).
 
@@ -98,14 +134,14 @@ def count_decision(events: list[object], workflow_id: str) -> None:
         if name not in _COUNTED:
             continue
         if name in _TERMINAL:
-            EXECUTIONS_FINISHED.labels(workflow_id, _TERMINAL[name]).inc()
+            _FINISHED_BY[workflow_id, _TERMINAL[name]].inc()
         elif name == "NodeRetryScheduled":
-            RETRIES.labels(workflow_id).inc()
+            _RETRIES_BY[workflow_id,].inc()
         elif name == "NodeDeadLettered":
-            DEAD_LETTERS.labels(workflow_id).inc()
+            _DEAD_LETTERS_BY[workflow_id,].inc()
         else:
-            INCIDENTS.labels(workflow_id, "raised" if name == "IncidentRaised"
-                             else "resolved").inc()
+            _INCIDENTS_BY[workflow_id, "raised" if name == "IncidentRaised"
+                          else "resolved"].inc()
 
 
 def count_model_calls(calls: list[dict[str, object]] | None) -> None:
@@ -123,8 +159,9 @@ def count_model_calls(calls: list[dict[str, object]] | None) -> None:
 
 __all__ = [
     "CONSUMER_LAG", "CORE_SERIES", "DEAD_LETTERS", "DECISIONS", "DECISION_LATENCY",
-    "EVENTS_IN", "EVENTS_OUT", "EXECUTIONS_FINISHED", "HTTP_LATENCY", "INCIDENTS",
-    "LATENCY_BUCKETS", "LLM_COST", "LLM_TOKENS", "OPEN_BREAKERS", "OPEN_INCIDENTS",
-    "PROCESS_INFO", "PROJECTION_LAG", "QUARANTINED", "REGISTRY", "RETRIES", "TASKS_INFLIGHT",
-    "TASK_LATENCY", "count_decision", "count_model_calls",
+    "DECISION_LATENCY_BY", "EVENTS_IN", "EVENTS_IN_BY", "EVENTS_OUT", "EVENTS_OUT_BY",
+    "EXECUTIONS_FINISHED", "HTTP_LATENCY", "INCIDENTS", "LATENCY_BUCKETS", "LLM_COST",
+    "LLM_TOKENS", "OPEN_BREAKERS", "OPEN_INCIDENTS", "PROCESS_INFO", "PROJECTION_LAG",
+    "QUARANTINED", "REGISTRY", "RETRIES", "TASKS_INFLIGHT", "TASK_LATENCY", "TASK_LATENCY_BY",
+    "Children", "count_decision", "count_model_calls",
 ]

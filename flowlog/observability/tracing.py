@@ -262,12 +262,28 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
     trace (``execution_ids``); with ``root`` (a trigger) its span *is* the root span.
     ``activate`` makes the span current (for spans and SDK calls nested inside it); only
     where the hop does not outlive the caller's context (not across awaits of other work).
+
+    The common case returns early with no SDK call and no span: tracing off, or a trace
+    not sampled (the input's flags, or the execution's own trace id against the ratio).
     """
-    tp = _traceparent(headers)
+    tp = None
+    if headers:  # _traceparent, inlined: this runs for every record of every role
+        for key, value in headers:
+            if key == TRACEPARENT:
+                tp = value if isinstance(value, bytes) else str(value).encode()
+                break
     tracer_ = _STATE.tracer
-    if tp is None and execution_id is not None and tracer_ is not None:
+    if tp is not None:
+        if tracer_ is None or not (tp and tp[-1] in _ODD_HEX):
+            # off, or a trace not sampled: forward the input's context as it is (no span)
+            return Hop([(TRACEPARENT, tp)], tp[3:35].decode() if len(tp) >= 55 else None)
+    elif tracer_ is None:
+        return Hop(_NO_HEADERS, None)
+    elif execution_id is not None:  # the execution's own trace
         tp = execution_traceparent(execution_id)
-        if root and _sampled(tp):  # a real root span with the execution's ids
+        if tp[-1] not in _ODD_HEX:  # not sampled: its context is all the next hops need
+            return Hop([(TRACEPARENT, tp)], tp[3:35].decode())
+        if root:  # a real root span with the execution's ids
             forced = _FORCED.set(execution_ids(execution_id))
             try:
                 span = tracer_.start_span(name, context=None, kind=SpanKind.CONSUMER,
@@ -275,14 +291,8 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
             finally:
                 _FORCED.reset(forced)
             return _hop(span, activate)
-        if root:  # not sampled: the root's context is all the next hops need
-            return Hop([(TRACEPARENT, tp)], tp[3:35].decode())
         headers = [(TRACEPARENT, tp)]  # a child of the execution's root
-    if tracer_ is None or (tp is not None and not _sampled(tp)):
-        # off, or a trace not sampled: forward the input's context as it is (no span)
-        if tp is None:
-            return Hop(_NO_HEADERS, None)
-        return Hop([(TRACEPARENT, tp)], tp[3:35].decode() if len(tp) >= 55 else None)
+    # sampled (or a record with neither context nor execution: a new trace)
     parent = _extract(carrier(headers)) if tp is not None else None
     span = tracer_.start_span(name, context=parent, kind=SpanKind.CONSUMER,
                               attributes=dict(attributes or {}))
