@@ -185,6 +185,12 @@ def quarantined(role: str) -> None:
         metrics.QUARANTINED.labels(role).inc()
 
 
+# the deciding roles' latency series are exported from start (a scrape before the first
+# decision sees them at 0)
+for _role in ("orchestrator", "processor"):
+    _ = metrics.DECISION_LATENCY_BY[_role,]
+
+
 def decided(events: list[object], workflow_id: str, input_timestamp_ms: int | None,
             role: str = "orchestrator") -> None:
     """One decision: its latency from the input's Kafka timestamp, its notable events."""

@@ -75,6 +75,12 @@ def test_histograms_through_the_cache() -> None:
                  {"workflow": workflow, "outcome": "failed"}) == 1
 
 
+def test_decision_latency_series_exist_before_the_first_decision() -> None:
+    for role in ("orchestrator", "processor"):
+        assert REGISTRY.get_sample_value("flowlog_decision_seconds_count", {"role": role}) \
+            is not None
+
+
 def test_counting_off_counts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hooks, "COUNTING", False)
     topic = f"off-{uuid.uuid4()}"
