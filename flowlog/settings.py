@@ -235,6 +235,17 @@ class Settings(BaseSettings):
         30.0, description="How often the processor snapshots a partition's state to "
         "<prefix>processor-snapshots (a restart reads the snapshot plus the tail). 0: never.",
     )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once", description="The processor role's guarantee (as Kafka Streams' "
+        "processing.guarantee): exactly_once, one Kafka transaction per step and partition, "
+        "fenced; at_least_once, no transactions: the process's idempotent producer, writes "
+        "pipelined, offsets committed after the acks (not fenced; duplicates dropped by ids).",
+    )
+    fault_processor_crash_before_tasks: int = Field(
+        0, description="Fault tests only: the processor (at_least_once) exits (code 17) at its "
+        "N-th step issuing node tasks, its events acknowledged and its tasks never sent "
+        "(0: never).",
+    )
     fault_processor_pause_before_commit: int = Field(
         0, description="Fault tests only: the processor stops itself (SIGSTOP) before "
         "committing its N-th transaction holding execution events, its writes sent (0: never).",
@@ -253,9 +264,10 @@ class Settings(BaseSettings):
         description="Extra tool modules (JSON list); each exposes TOOLS, a list of tool classes.",
     )
     fault_crash_after_write: int = Field(
-        0, description="Fault tests only: the orchestrator exits (code 17) at its N-th offset "
-        "commit that follows written decisions, after the write and before the commit; counted "
-        "from the process's start (0: never).",
+        0, description="Fault tests only: the orchestrator (and the processor in "
+        "at_least_once) exits (code 17) at its N-th offset commit that follows written "
+        "decisions, after the write and before the commit; counted from the process's start "
+        "(0: never).",
     )
 
     # --- ingress (api/auth, api/webhooks, api/gateway, streams/triggers; docs/ingress.md) ---

@@ -12,7 +12,9 @@ The guarantee stays at-least-once: an offset is committed only after every recor
 batch and all earlier batches produced is acknowledged. A send that fails is fatal
 (`run` raises): the in-memory state already counts a decision the log does not hold, and
 only a restart, which rebuilds from the log and re-reads from the committed offsets, is
-safe. `flush` (before a revocation, at stop) waits until everything handed in is committed.
+safe. `flush` (before a revocation, at stop) waits until everything handed in before the
+call is acknowledged and committed (batches added meanwhile, by another partition's worker
+of the processor, do not hold it back).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class Committer:
         self._idle.set()
         self._room = asyncio.Semaphore(max_pending)
         self._flushing = 0
+        self._added = 0  # batches handed in
+        self._done = 0  # batches acknowledged and committed (or with nothing to commit)
+        self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
 
@@ -65,18 +70,23 @@ class Committer:
         await self._room.acquire()
         self._idle.clear()
         self._pending.append((list(sends), offsets))
+        self._added += 1
         self._wake.set()
 
     async def flush(self) -> None:
-        """Until every batch handed in is acknowledged and its offsets committed."""
+        """Until every batch handed in before this call is acknowledged and its offsets
+        committed."""
         if self._task is None or self._task.done():
             return
+        target = self._added
         self._flushing += 1
         self._wake.set()
         try:
-            waiter = asyncio.ensure_future(self._idle.wait())
-            await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            while self._done < target and not self._task.done():
+                self._progress.clear()
+                waiter = asyncio.ensure_future(self._progress.wait())
+                await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
         finally:
             self._flushing -= 1
         if self._task.done():
@@ -97,14 +107,19 @@ class Committer:
         loop = asyncio.get_running_loop()
         acked: Offsets = {}
         records = 0
+        popped = 0
         while True:
             self._wake.clear()  # before looking: an `add` from here on wakes the waits below
             while self._pending:  # acks as they come (frees room for the loop at once)
                 sends, batch_offsets = self._pending[0]
+                if acked and self._flushing and not all(
+                        isinstance(f, asyncio.Future) and f.done() for f in sends):
+                    break  # a flush waits for the batches before it: commit those first
                 for fut in sends:  # in order: an offset never passes a write before it
                     await fut  # raises a failed send: fatal, see the module's text
                 self._pending.popleft()
                 self._room.release()
+                popped += 1
                 records += len(sends)
                 acked.update(batch_offsets)
             if acked:
@@ -122,9 +137,16 @@ class Committer:
                 await self._commit(acked)
                 self._last_commit = loop.time()
                 acked, records = {}, 0
+                self._mark(popped)
                 continue
+            self._mark(popped)
             self._idle.set()
             await self._wake.wait()
+
+    def _mark(self, done: int) -> None:
+        if done != self._done:
+            self._done = done
+            self._progress.set()
 
     async def _commit(self, offsets: Offsets) -> None:
         if not offsets:

@@ -15,7 +15,8 @@ roles with fakes instead (tests/unit/streams/runtime).
 * executor: group `executor` over node-tasks; the shared producer; a validating guard; the
   task runner.
 * processor: group `processor` over the four inputs; a transactional producer per owned
-  partition; a guard; admission; a snapshot reader.
+  partition (`FLOWLOG_PROCESSING_GUARANTEE=exactly_once`) or the shared producer
+  (`at_least_once`); a guard; admission; a snapshot reader.
 
 Every consumer reads committed records (`FLOWLOG_KAFKA_ISOLATION_LEVEL`, default
 read_committed); the processor's always does.
@@ -123,9 +124,11 @@ def processor(shared: Shared) -> Processor:
     s = shared.settings
     cat = kafka.catalog(s)
     consumer = kafka.group_consumer(s, "processor", [cat.name(t) for t in INPUT_TOPICS])
+    eos = s.processing_guarantee == "exactly_once"
     return Processor(s, shared.definitions(), consumer=consumer,
                      guard=shared.guard(validate=False), admission=shared.admission(),
-                     txn_producer=partial(kafka.transactional_producer, s),
+                     txn_producer=partial(kafka.transactional_producer, s) if eos else None,
+                     producer=None if eos else shared.producer,
                      snapshot_reader=partial(snapshot_reader, s))
 
 

@@ -32,6 +32,30 @@ Failure: a partition whose transaction fails drops its state; fenced, it waits f
 rebalance that gives the partition to its owner; otherwise it is re-opened at once
 (re-initialised producer, state rebuilt, inputs re-read from the committed offsets).
 
+Processing guarantee (`FLOWLOG_PROCESSING_GUARANTEE`, as Kafka Streams'
+`processing.guarantee`): all of the above is `exactly_once`, the default. `at_least_once`
+has no transactions: every partition writes with the process's idempotent producer (acks
+all; no producer per partition, no `init_transactions` on open). A step decides as above,
+sends its records without waiting for them and hands the sends and its input offsets to a
+`Committer` (commits.py, as the orchestrator's): it awaits the acks in order and commits the
+offsets after them, at most every `FLOWLOG_COMMIT_INTERVAL_MS`, while the partition's worker
+goes on with its next step. A failed send ends the role (a restart rebuilds from the log); a
+lost commit drops the partition's state (it is re-opened: rebuilt from snapshot + tail); a
+revocation or stop flushes the committer (acks and commit) before the partitions go. A
+snapshot is written once every record of the partition sent before it is acknowledged, its
+`events_offset` taken from the last acknowledged events record: it never claims an event
+the log does not hold. Duplicates after a crash are harmless as in the default roles: a
+re-read input whose decision is in the log yields nothing (`decide`), a re-fired timer or a
+re-sent admission has a deterministic id. A task can be lost, though: a crash after the
+events record is acknowledged and before the tasks it caused are; the re-read input then
+yields nothing. So a rebuild re-issues the task of every `NodeScheduled` read from the tail
+beyond the snapshot whose attempt has no result yet (`PartitionState.unanswered`); its task
+key is the same, so the executor drops it (running), re-publishes its result (finished in
+that process) or runs it again with the same idempotency key (another process). Queued
+executions are enqueued again on open, which re-sends an admission Redis already granted.
+NOT fenced (as the orchestrator): a zombie owner (paused past its session timeout) can still
+write after another member took its partitions.
+
 Recovery: on assignment a partition's state is the latest snapshot
 (`<prefix>processor-snapshots`, one compacted partition per input partition, written in
 its own transaction every `FLOWLOG_PROCESSOR_SNAPSHOT_INTERVAL_S`) plus the execution-events
@@ -63,8 +87,10 @@ from flowlog.aggregates.execution import inputs as dinp
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.admission import Entry
+from flowlog.streams.runtime.commits import Committer
 from flowlog.streams.runtime.kafka import catalog, partition_of, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
+from flowlog.streams.runtime.orchestrator import FAULT_EXIT_CODE
 from flowlog.streams.runtime.ports import Consumer, Definitions, FlowControl, Producer
 from flowlog.streams.runtime.processor_state import PartitionState
 from flowlog.streams.runtime.taskrender import TaskRenderer
@@ -140,6 +166,11 @@ class _Part:
     since: float = 0.0
     task: asyncio.Task[None] | None = None
     snapshot_now: bool = False  # rebuilt from a long tail: snapshot before the first step
+    # at_least_once only
+    reissue: list[Out] = field(default_factory=list)  # tasks of the tail to issue again
+    sends: list[Any] = field(default_factory=list)  # sends not known to be acknowledged
+    last_events: Any = None  # the send of the last events record
+    stale: bool = False  # a commit was lost: rebuild before the next step
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -149,25 +180,31 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         ps = sorted({tp.partition for tp in revoked})
         # each worker ends its step in progress (committed or aborted) first
-        await asyncio.gather(*(self.owner.close(p) for p in ps))
+        async with self.owner.rebalance:
+            await asyncio.gather(*(self.owner.close(p) for p in ps))
         log.info("processor: revoked %s", ps)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         ps = sorted({tp.partition for tp in assigned})
-        await asyncio.gather(*(self.owner.open(p) for p in ps if p not in self.owner.parts))
+        async with self.owner.rebalance:
+            await asyncio.gather(*(self.owner.open(p) for p in ps if p not in self.owner.parts))
         log.info("processor: assigned %s", ps)
 
 
 class Processor:
     def __init__(self, settings: Settings, follower: Definitions, *, consumer: Consumer,
                  guard: DecodeGuard, admission: FlowControl,
-                 txn_producer: Callable[[str], Producer], snapshot_reader: Callable[[], Any]
+                 txn_producer: Callable[[str], Producer] | None = None,
+                 snapshot_reader: Callable[[], Any], producer: Producer | None = None
                  ) -> None:
         """Built by the composition root (`compose.processor`): ``consumer`` a member of the
         `processor` group (read_committed), ``txn_producer`` a transactional producer for a
-        transactional id, ``snapshot_reader`` a group-less read_committed consumer,
+        transactional id (exactly_once), ``producer`` the process's idempotent producer
+        (at_least_once), ``snapshot_reader`` a group-less read_committed consumer,
         ``admission`` flow control (Redis; the root closes it)."""
         self.settings = settings
+        self.eos = settings.processing_guarantee == "exactly_once"
+        self.producer = producer
         self.follower = follower
         self.registry = follower.registry
         self.guard = guard
@@ -194,14 +231,29 @@ class Processor:
         self.tick_s = max(10, settings.timer_tick_ms) / 1000
         # a partition's queue beyond this pauses its fetching (memory, and a fair share)
         self.max_queued = 4 * settings.max_poll_records
+        # at_least_once: offsets committed after the acks, off the partitions' workers
+        self.crash_after_write = settings.fault_crash_after_write
+        self.commits_after_writes = 0
+        self.crash_before_tasks = settings.fault_processor_crash_before_tasks
+        self._task_steps = 0
+        self.committer = Committer(consumer, "processor",
+                                   interval_s=settings.commit_interval_ms / 1000,
+                                   max_pending=64, on_commit_failed=self._commit_lost,
+                                   before_commit=self._maybe_crash)
+        self._reissue: dict[int, list[dict[str, Any]]] = {}  # partition -> tail tasks
+        # a rebalance's closes and opens, and a worker re-opening its partition, one at a time
+        self.rebalance = asyncio.Lock()
 
     # --- the loop: polls and hands each partition's inputs to its worker ----------------------
     async def run(self) -> None:
         await asyncio.to_thread(ensure_snapshots_topic, self.settings)
         self.consumer.subscribe(self.input_topics, listener=_Listener(self))
         await self.consumer.start()
+        if not self.eos:
+            self.committer.start()
         try:
             while True:
+                self.committer.raise_if_failed()  # a failed send ends the role (restart)
                 batches = await self.consumer.getmany(timeout_ms=int(self.tick_s * 1000))
                 for tp, msgs in batches.items():
                     part = self.parts.get(tp.partition)
@@ -229,8 +281,12 @@ class Processor:
                 if any(k.startswith("quarantined") for k in self.guard.stats):
                     await asyncio.to_thread(self.guard.flush)
         finally:
-            await asyncio.gather(*(self.close(p) for p in list(self.parts)))
-            await self.consumer.stop()
+            try:
+                await asyncio.gather(*(self.close(p) for p in list(self.parts)))
+                if not self.eos:
+                    await asyncio.wait_for(self.committer.stop(), 30)
+            finally:
+                await self.consumer.stop()
 
     def _tps(self, p: int) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t in self.input_topics]
@@ -253,8 +309,12 @@ class Processor:
             if not await self._snapshot(part):
                 return
         while not part.closing:
+            if part.stale:  # a lost commit (at_least_once): rebuild from the log
+                await self._reopen(part, "its offset commit was lost")
+                return
             due = part.state.next_due()
-            if not part.queue and not part.requeue and (due is None or due > time.time()):
+            if not part.queue and not part.requeue and not part.reissue and (
+                    due is None or due > time.time()):
                 wait = self.tick_s if due is None else min(self.tick_s,
                                                             max(0.0, due - time.time()))
                 part.wake.clear()
@@ -281,16 +341,23 @@ class Processor:
     # --- partitions -------------------------------------------------------------------------
     async def open(self, p: int) -> None:
         """Own partition p: fence its previous owner, rebuild its state, position the inputs
-        at the committed offsets, start its worker."""
-        producer = self.txn_producer(f"{self.settings.topic_prefix}processor-{p}")
+        at the committed offsets, start its worker (at_least_once: no producer of its own,
+        nothing fenced)."""
         started = time.monotonic()
-        await producer.start()
-        # init_transactions: bumps the epoch (fences the previous owner) and waits until its
-        # open transaction, if any, is aborted; only then are the log and offsets stable
-        await asyncio.shield(producer._txn_manager.wait_for_pid())
-        log.info("processor: partition %s: producer %s initialised in %.2f s", p,
-                 producer._txn_manager.transactional_id, time.monotonic() - started)
+        if self.eos:
+            assert self.txn_producer is not None, "exactly_once needs transactional producers"
+            producer = self.txn_producer(f"{self.settings.topic_prefix}processor-{p}")
+            await producer.start()
+            # init_transactions: bumps the epoch (fences the previous owner) and waits until
+            # its open transaction, if any, is aborted; only then are the log and offsets stable
+            await asyncio.shield(producer._txn_manager.wait_for_pid())
+            log.info("processor: partition %s: producer %s initialised in %.2f s", p,
+                     producer._txn_manager.transactional_id, time.monotonic() - started)
+        else:
+            assert self.producer is not None, "at_least_once needs the process's producer"
+            producer = self.producer
         state = await self._load(p)
+        reissue = await self._tasks_again(p, state)
         tps = self._tps(p)
         # one round trip for every input topic at once (one after the other took ~0.3 s
         # each on a loaded machine: most of a snapshot start)
@@ -307,6 +374,7 @@ class Processor:
                  {tp.topic.rsplit(".", 1)[-1]: o for tp, o in nexts.items()})
         part = _Part(p, state, producer, time.monotonic(), nexts)
         part.requeue = [s for s in state.states.values() if s.phase == "queued"]
+        part.reissue = reissue
         # a long rebuild is written down at once, so the next owner starts from it even if
         # this one never takes a step (no traffic) before it stops
         part.snapshot_now = (self.settings.processor_snapshot_interval_s > 0
@@ -334,6 +402,15 @@ class Processor:
             except Exception:
                 log.warning("processor: worker of partition %s ended on an error", p,
                             exc_info=True)
+        if not self.eos:
+            # its writes acknowledged and its offsets committed before the partition goes (a
+            # failed send is raised by the role's loop: `raise_if_failed`)
+            try:
+                await self.committer.flush()
+            except Exception:
+                log.warning("processor: flushing the commits of partition %s failed", p,
+                            exc_info=True)
+            return
         try:
             await asyncio.wait_for(part.producer.stop(), 10)
         except Exception:
@@ -353,19 +430,31 @@ class Processor:
         if state is None:
             state = PartitionState(p, window)
         tail = 0
+        # at_least_once: the tail's NodeScheduled records, by execution and node (a finished
+        # execution's leave): their tasks may not be in node-tasks (`_tasks_again`)
+        scheduled: dict[str, dict[str, dict[str, Any]]] | None = None if self.eos else {}
         async for msg in read_partition(self.settings, self.events_topic, p,
                                         start=state.events_offset):
             state.events_offset = msg.offset + 1
             try:
-                events = records.batch_events(self.codec.decode(msg.value).record)
+                wire = self.codec.decode(msg.value).record
+                events = records.batch_events(wire)
             except Exception:
                 log.exception("unreadable execution-events record %s@%s", p, msg.offset)
                 continue
-            for e in events:
+            for e, r in zip(events, wire["events"], strict=True):
                 if state.replay(e):
                     tail += 1
+                    if scheduled is None:
+                        continue
+                    if isinstance(e, dev.NodeScheduled):
+                        scheduled.setdefault(e.execution_id, {})[e.node_id] = r
+                    elif e.execution_id in state.finished:
+                        scheduled.pop(e.execution_id, None)
                 else:
                     self.stats["rebuild_skipped_events"] += 1
+        if scheduled:
+            self._reissue[p] = state.unanswered(scheduled)
         self.stats["rebuilt_events"] += tail
         self._tails[p] = tail
         freeze_gc(self.settings)
@@ -408,9 +497,11 @@ class Processor:
 
     # --- one step: one transaction per partition --------------------------------------------
     async def _step(self, part: _Part, msgs: list[Any]) -> bool:
-        """One transaction: the inputs, the due timers, their writes and the offsets."""
+        """One step: the inputs, the due timers, their writes and the offsets (one
+        transaction, or at_least_once pipelined through the committer)."""
         st = part.state
-        out: list[Out] = []
+        out: list[Out] = part.reissue
+        part.reissue = []
         flow = _Flow(queued=part.requeue)
         part.requeue = []
         offsets: dict[TopicPartition, int] = {}
@@ -431,38 +522,143 @@ class Processor:
                 await self._flow_control(flow, out)
             if not out and not offsets:
                 return True
-            t_txn = time.perf_counter()
-            producer = part.producer
-            part.phase = "beginning the transaction"
-            await producer.begin_transaction()
-            part.phase = "sending"
-            sends = []
-            for topic, partition, key, value, headers in out:
-                fut = await producer.send(topic, value=value, key=key, partition=partition,
-                                          headers=headers)
-                if topic == self.events_topic:
-                    sends.append(fut)
-            if offsets:
-                part.phase = "sending offsets to the transaction"
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
-            if sends and self.pause_at:
-                await self._maybe_pause(sends)
-            part.phase = "committing"
-            await producer.commit_transaction()
-            for topic, n in Counter(o[0] for o in out).items():
-                hooks.records_out("processor", topic, n)
-            if sends:
-                st.events_offset = (await sends[-1]).offset + 1
-            self.stats["transactions"] += 1
-            self.stats["txn_us"] += int((time.perf_counter() - t_txn) * 1e6)
-            self.stats["records"] += len(out)
+            if self.eos:
+                await self._transaction(part, out, offsets)
         except Exception as exc:
             await self._failed(part, exc)
             return False
+        if not self.eos:
+            # outside the handler: a send that fails ends the role (the state may count
+            # records some of which are in the log: only a restart's rebuild is safe)
+            await self._send(part, out, offsets)
         interval = self.settings.processor_snapshot_interval_s
         if interval > 0 and time.monotonic() - part.last_snapshot >= interval:
             return await self._snapshot(part)
         return True
+
+    async def _transaction(self, part: _Part, out: list[Out],
+                           offsets: dict[TopicPartition, int]) -> None:
+        """exactly_once: the step's records and input offsets in one transaction."""
+        st = part.state
+        t_txn = time.perf_counter()
+        producer = part.producer
+        part.phase = "beginning the transaction"
+        await producer.begin_transaction()
+        part.phase = "sending"
+        sends = []
+        for topic, partition, key, value, headers in out:
+            fut = await producer.send(topic, value=value, key=key, partition=partition,
+                                      headers=headers)
+            if topic == self.events_topic:
+                sends.append(fut)
+        if offsets:
+            part.phase = "sending offsets to the transaction"
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
+        if sends and self.pause_at:
+            await self._maybe_pause(sends)
+        part.phase = "committing"
+        await producer.commit_transaction()
+        for topic, n in Counter(o[0] for o in out).items():
+            hooks.records_out("processor", topic, n)
+        if sends:
+            st.events_offset = (await sends[-1]).offset + 1
+        self.stats["transactions"] += 1
+        self.stats["txn_us"] += int((time.perf_counter() - t_txn) * 1e6)
+        self.stats["records"] += len(out)
+
+    async def _send(self, part: _Part, out: list[Out], offsets: dict[TopicPartition, int]
+                    ) -> None:
+        """at_least_once: send the step's records (not awaited) and hand them with the input
+        offsets to the committer; the worker goes on at once."""
+        producer = self.producer
+        assert producer is not None
+        if self.crash_before_tasks and any(o[0] == self.tasks_topic for o in out):
+            await self._maybe_crash_before_tasks(out)
+        part.phase = "sending"
+        sends = []
+        for topic, partition, key, value, headers in out:
+            fut = await producer.send(topic, value=value, key=key, partition=partition,
+                                      headers=headers)
+            sends.append(fut)
+            if topic == self.events_topic:
+                part.last_events = fut
+        if sends:
+            # an acknowledged send leaves; a failed one stays, so a snapshot raises it
+            part.sends = [f for f in part.sends if not f.done() or f.cancelled()
+                          or f.exception() is not None] + sends
+        part.phase = "handing the step to the committer"
+        await self.committer.add(sends, offsets)
+        for topic, n in Counter(o[0] for o in out).items():
+            hooks.records_out("processor", topic, n)
+        self.stats["records"] += len(out)
+
+    async def _maybe_crash_before_tasks(self, out: list[Out]) -> None:
+        """Fault tests: exit at the N-th step issuing tasks, its events records acknowledged
+        and its tasks never sent (the task a rebuild must issue again)."""
+        self._task_steps += 1
+        if self._task_steps < self.crash_before_tasks:
+            return
+        assert self.producer is not None
+        sends = [await self.producer.send(t, value=v, key=k, partition=n, headers=h)
+                 for t, n, k, v, h in out if t == self.events_topic]
+        await asyncio.gather(*sends)
+        log.warning("FAULT: exiting with %s events records acknowledged, before their tasks",
+                    len(sends))
+        os._exit(FAULT_EXIT_CODE)
+
+    def _maybe_crash(self, acked: int) -> None:
+        """Fault tests (at_least_once): exit at the N-th commit that follows written records,
+        after their acks and before the commit (as the orchestrator's)."""
+        if not (acked and self.crash_after_write):
+            return
+        self.commits_after_writes += 1
+        if self.commits_after_writes >= self.crash_after_write:
+            log.warning("FAULT: exiting after writing %s records, before the commit", acked)
+            os._exit(FAULT_EXIT_CODE)
+
+    def _commit_lost(self, partitions: set[TopicPartition]) -> None:
+        """at_least_once: a commit failed (the group rebalanced): the states of these
+        partitions count inputs another member may re-read; each is rebuilt by its worker."""
+        for tp in partitions:
+            part = self.parts.get(tp.partition)
+            if part is not None:
+                part.stale = True
+                part.wake.set()
+
+    async def _reopen(self, part: _Part, why: str) -> None:
+        """at_least_once: drop a partition's state and rebuild it (from its own worker),
+        unless a revocation is closing it already (the assignment re-opens it then)."""
+        p = part.p
+        if self.parts.get(p) is not part or part.closing:
+            return
+        self.stats["reopened"] += 1
+        log.warning("processor: partition %s: %s; rebuilding it", p, why)
+        await self.close(p)  # from its own worker: does not wait for itself
+        async with self.rebalance:  # not beside a rebalance's opens: one owner per partition
+            if p not in self.parts and (
+                    TopicPartition(self.input_topics[0], p) in self.consumer.assignment()):
+                await self.open(p)
+
+    async def _tasks_again(self, p: int, state: PartitionState) -> list[Out]:
+        """at_least_once: the tasks of the tail's unanswered `NodeScheduled` records, as
+        `_decide` renders them (same task keys)."""
+        found = self._reissue.pop(p, [])
+        out: list[Out] = []
+        now = datetime.now(UTC)
+        for r in found:
+            eid = r["execution_id"]
+            definition = self.registry.definition(r["workflow_id"], r["workflow_version"])
+            if definition is None:
+                await self.follower.catch_up(within=5.0)
+                definition = self.registry.definition(r["workflow_id"], r["workflow_version"])
+            name, task = self.renderer.render(r, definition, state.item(eid, r["node_id"]), now)
+            topic = self.tasks_topic if name == "NodeTaskIssued" else self.results_topic
+            out.append((topic, p, eid.encode(), self.codec.encode(name, task),
+                        hooks.headers_for(eid)))
+        if out:
+            self.stats["tasks_reissued"] += len(out)
+            log.info("processor: partition %s: %s tasks of the tail issued again", p, len(out))
+        return out
 
     async def _maybe_pause(self, sends: list[Any]) -> None:
         """Fault injection: stop this process with its transaction open, writes in the log."""
@@ -476,6 +672,9 @@ class Processor:
 
     async def _snapshot(self, part: _Part) -> bool:
         part.last_snapshot = time.monotonic()
+        if not self.eos:
+            await self._snapshot_acked(part)
+            return True
         value = encode_snapshot(part.state)
         try:
             await part.producer.begin_transaction()
@@ -489,9 +688,36 @@ class Processor:
             return False
         return True
 
+    async def _snapshot_acked(self, part: _Part) -> None:
+        """at_least_once: once every record of the partition sent so far is acknowledged,
+        the state with `events_offset` after the last events record. A failed send raises:
+        it ends the role (the committer would raise it as well)."""
+        assert self.producer is not None
+        pending, part.sends = part.sends, []
+        part.phase = "awaiting the acks a snapshot covers"
+        if pending:
+            await asyncio.gather(*pending)
+        if part.last_events is not None:
+            acked = part.last_events.result()  # aiokafka's metadata, or confluent's Message
+            offset = acked.offset() if callable(acked.offset) else acked.offset
+            part.state.events_offset = max(part.state.events_offset, offset + 1)
+        value = encode_snapshot(part.state)
+        part.phase = "writing a snapshot"
+        fut = await self.producer.send(self.snapshots_topic, value=value,
+                                       key=str(part.p).encode(), partition=part.p)
+        await fut
+        part.phase = "idle"
+        self.stats["snapshots"] += 1
+        self.stats["snapshot_bytes"] = len(value)
+
     async def _failed(self, part: _Part, exc: Exception) -> None:
-        """A transaction failed: the state counts writes the log does not hold; drop it."""
+        """A transaction failed: the state counts writes the log does not hold; drop it.
+        (at_least_once: a step failed before its sends were handed over, e.g. Redis: the
+        state counts decisions the log may not hold; rebuilt the same way.)"""
         p = part.p
+        if not self.eos:
+            await self._reopen(part, f"a step failed ({exc!r})")
+            return
         fenced = isinstance(exc, FENCED) or "fenced" in str(exc).lower()
         self.stats["fenced" if fenced else "transaction_failures"] += 1
         if not fenced:

@@ -107,6 +107,26 @@ class PartitionState:
         self.limited.discard(eid)
         self.evicted += 1
 
+    def unanswered(self, scheduled: dict[str, dict[str, dict[str, Any]]]
+                   ) -> list[dict[str, Any]]:
+        """Of the `NodeScheduled` records read from the log's tail (execution -> node -> the
+        record, the last per node), those still waiting for their result: the execution is
+        unfinished and the node's run is that attempt, scheduled or started. At least once,
+        their tasks may never have reached node-tasks (a crash after the events' ack, before
+        the tasks'): the processor issues them again (same task keys: the executor drops or
+        re-publishes a task it knows, and the ids make a second result a duplicate)."""
+        out = []
+        for eid, nodes in scheduled.items():
+            state = self.states.get(eid)
+            if state is None or state.finished:
+                continue
+            for node_id, r in nodes.items():
+                run = state.nodes.get(node_id)
+                if (run is not None and run.status in ("scheduled", "started")
+                        and run.attempt == r["attempt"]):
+                    out.append(r)
+        return out
+
     def item(self, execution_id: str, node_id: str) -> Any:
         items = self.items.get(execution_id)
         return items.get(node_id) if items is not None else None

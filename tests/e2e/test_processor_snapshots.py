@@ -3,7 +3,8 @@
 A processor that snapshots often runs executions and stops; a new processor (another
 process would do the same) starts from the snapshots plus the execution-events tail, not
 the whole partitions, and goes on deciding. With a finished window of 2, each partition
-keeps at most 2 finished executions in memory.
+keeps at most 2 finished executions in memory. Under both processing guarantees (at least
+once, a snapshot is written once the records it covers are acknowledged).
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ async def _until(what: str, check: Any, within: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 async def test_a_restart_reads_snapshots_plus_the_tail(engine_settings: Settings,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, guarantee: str) -> None:
     s = engine_settings.model_copy(update={"processor_snapshot_interval_s": 0.2,
-                                           "finished_window": 2})
+                                           "finished_window": 2,
+                                           "processing_guarantee": guarantee})
     definition = tmp_path / "snap.yaml"
     definition.write_text(DEFINITION)
     first = Worker(s, ["processor", "executor"])

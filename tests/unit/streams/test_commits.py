@@ -119,3 +119,31 @@ async def test_a_failed_commit_is_not_fatal_and_the_next_one_carries_on() -> Non
         await c.flush()
     assert consumer.commits == [{TP0: 2}]
     await c.stop()
+
+
+async def test_flush_waits_for_the_batches_before_it_not_for_those_added_after() -> None:
+    """The processor's workers add batches while another partition flushes (a revocation,
+    a rebuild): the flush ends once the batches before it are committed."""
+    consumer = Consumer()
+    c = Committer(consumer, "t", interval_s=10)
+    c.start()
+
+    async def acked(offset: int) -> None:
+        done = future()
+        done.set_result(None)
+        await c.add([done], {TP0: offset})
+        await asyncio.sleep(0.05)
+
+    await acked(1)  # the first commit goes at once
+    await acked(2)  # this one waits for the interval
+    assert consumer.commits == [{TP0: 1}]
+    flushing = asyncio.ensure_future(c.flush())
+    await asyncio.sleep(0)
+    later = future()  # added after the flush began, never acknowledged while it runs
+    await c.add([later], {TP1: 7})
+    await asyncio.wait_for(flushing, 2)
+    assert consumer.commits == [{TP0: 1}, {TP0: 2}]
+    later.set_result(None)
+    await c.flush()
+    assert consumer.commits[-1] == {TP1: 7}
+    await c.stop()

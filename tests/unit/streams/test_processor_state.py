@@ -225,3 +225,39 @@ def test_lazy_finished_states_survive_a_second_snapshot_and_leave_with_the_windo
     late = next(e for e in drv.log if e.execution_id == "e2")
     assert small.replay(late) is False
     assert small.get("e2") == drv.st.states["e2"]
+
+
+def test_unanswered_tasks_of_the_tail_are_those_still_waiting_for_their_attempt() -> None:
+    """at_least_once rebuild: of the tail's NodeScheduled records, only the attempts with no
+    result yet are issued again (a finished execution's, an answered or superseded attempt's
+    are not)."""
+    drv = Driver()
+    drv.run("done", ["a"])
+
+    def tail() -> dict[str, dict[str, dict[str, object]]]:
+        out: dict[str, dict[str, dict[str, object]]] = {}
+        for e in drv.log:  # the wire records, as the rebuild reads them (last per node)
+            if isinstance(e, dev.NodeScheduled):
+                r = records.batch_record([e], "x")["events"][0]
+                out.setdefault(e.execution_id, {})[e.node_id] = r
+        return out
+
+    first = [e for e in drv.trigger("open", ["a", "b"]) if isinstance(e, dev.NodeScheduled)]
+    assert [(e.node_id, e.attempt) for e in first] == [("each[0]", 1)]
+    assert [(r["execution_id"], r["node_id"], r["attempt"])
+            for r in drv.st.unanswered(tail())] == [("open", "each[0]", 1)]
+    attempt_1 = tail()
+    drv.send("open", dinp.NodeResultReported(  # answered: failed, a retry armed
+        event_id="r-open-0", node_id="each[0]", attempt=1, status="failed",
+        error={"type": "Boom", "message": "x"}, task_key=first[0].task_key,
+        started_at=drv.now, finished_at=drv.now))
+    assert drv.st.unanswered(tail()) == []
+    drv.now += timedelta(seconds=5)
+    retried = [e for e in drv.fire_due() if isinstance(e, dev.NodeScheduled)]
+    assert [(e.node_id, e.attempt) for e in retried] == [("each[0]", 2)]
+    assert drv.st.unanswered(attempt_1) == []  # a superseded attempt is not issued
+    assert [(r["node_id"], r["attempt"]) for r in drv.st.unanswered(tail())] == [
+        ("each[0]", 2)]
+    assert drv.st.unanswered({"unknown": tail()["open"]}) == []
+    assert "done" in tail() and all(r["execution_id"] != "done"
+                                    for r in drv.st.unanswered(tail()))

@@ -1,0 +1,190 @@
+"""Fault test: the processor at least once (FLOWLOG_PROCESSING_GUARANTEE=at_least_once).
+
+Two `processor` and two `executor` processes, ~200 executions in flight (a retried flaky
+node: timers fire from the processors' state), `kill -9` of random processes, and two
+injected crashes, each once:
+
+* proc1 exits at its 3rd step issuing node tasks with that step's execution events
+  acknowledged and its tasks never sent (FLOWLOG_FAULT_PROCESSOR_CRASH_BEFORE_TASKS). The
+  re-read input then yields nothing (its decision is in the log): only the rebuild's
+  re-issue of the tail's unanswered tasks lets those executions go on. Without it they
+  never end and the test fails.
+* proc2 exits at its 5th offset commit following acknowledged writes, before the commit
+  (FLOWLOG_FAULT_CRASH_AFTER_WRITE, the committer's `before_commit`): its inputs are
+  re-read, their decisions are duplicates `decide` drops.
+
+A crashing process is spared from `kill -9` until it crashed; then it restarts without
+the fault. If the planned triggers are all sent before both crashed, more follow (checked
+like the others) until they did, within a deadline.
+
+Checks (those of test_kill_workers.py), over the whole execution-events topic:
+* every execution ends with exactly one terminal event, ExecutionSucceeded;
+* its seqs are 1..n with no gaps; a (execution, seq) written twice is the same event;
+* every scheduled task ran (none lost), each run with its task key as idempotency key;
+* a rebuild issued tail tasks again (the log says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flowlog.schemas.events import TriggerReceived
+from flowlog.schemas.sdk import EventProducer
+from flowlog.streams.runtime.kafka import ensure_topics
+from flowlog.streams.runtime.tools import apply_definition
+
+from flowlog.settings import Settings
+from tests.faults.test_kill_workers import DEFINITION, Proc, _read_all, _terminal_count
+
+pytestmark = pytest.mark.faults
+
+EXECUTIONS = int(os.environ.get("FLOWLOG_FAULT_EXECUTIONS", "200"))
+CHAOS_SECONDS = float(os.environ.get("FLOWLOG_FAULT_CHAOS_S", "40"))
+CRASH_WAIT_S = 180.0
+FAULT_EXIT = 17
+
+
+async def test_processor_at_least_once_survives_kill_9_and_crashes(
+        settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"default_partitions": 6,
+                                    "tool_modules": ["tests.e2e.e2e_tools"]})
+    await asyncio.to_thread(ensure_topics, s)
+    definition = tmp_path / "chaos.yaml"
+    definition.write_text(DEFINITION)
+    await asyncio.to_thread(apply_definition, s, definition)
+    runs = tmp_path / "runs.log"
+    base = {**os.environ, "FLOWLOG_TOPIC_PREFIX": s.topic_prefix,
+            "FLOWLOG_DEFAULT_PARTITIONS": "6", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
+            "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
+            "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1",
+            "FLOWLOG_PROCESSING_GUARANTEE": "at_least_once",
+            # snapshots now and then: a rebuild reads snapshot + tail, the tail re-issues
+            "FLOWLOG_PROCESSOR_SNAPSHOT_INTERVAL_S": "3"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = [Proc("proc1", "processor",
+                  {**base, "FLOWLOG_FAULT_PROCESSOR_CRASH_BEFORE_TASKS": "3"}, logs),
+             Proc("proc2", "processor", {**base, "FLOWLOG_FAULT_CRASH_AFTER_WRITE": "5"}, logs),
+             Proc("exec1", "executor", base, logs), Proc("exec2", "executor", base, logs)]
+    crashy = {"proc1", "proc2"}
+    crashed: Counter[str] = Counter()
+    for p in procs:
+        p.start()
+    rng = random.Random(int(os.environ.get("FLOWLOG_FAULT_SEED", "7")))
+    kills: Counter[str] = Counter()
+    extra = 0
+
+    def reap(p: Proc) -> None:
+        """A process that exited by the injected fault: counted, restarted without it."""
+        assert p.popen is not None
+        if p.popen.returncode == FAULT_EXIT and p.name in crashy:
+            crashed[p.name] += 1
+            p.env = base
+        p.start()
+
+    try:
+        triggers = [TriggerReceived(workflow_id="chaos", workflow_version=1, source="manual",
+                                    input={"i": i}) for i in range(EXECUTIONS)]
+        ids = [t.execution_id for t in triggers]
+        producer = EventProducer.from_settings(s)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        next_kill = started + rng.uniform(3, 6)
+        sent = 0
+        crash_deadline = started + CHAOS_SECONDS + CRASH_WAIT_S
+        while loop.time() - started < CHAOS_SECONDS or sent < len(triggers) \
+                or (len(crashed) < 2 and loop.time() < crash_deadline):
+            elapsed = loop.time() - started
+            due = min(len(triggers), int(len(triggers) * elapsed / (CHAOS_SECONDS * 0.6)) + 1)
+            if due > sent:
+                await asyncio.to_thread(producer.publish_many, triggers[sent:due])
+                sent = due
+            elif sent == len(triggers) and len(crashed) < 2:
+                # the plan is sent and a fault has not fired yet: keep inputs coming
+                more = TriggerReceived(workflow_id="chaos", workflow_version=1,
+                                       source="manual", input={"extra": extra})
+                await asyncio.to_thread(producer.publish_many, [more])
+                ids.append(more.execution_id)
+                extra += 1
+            for p in procs:
+                if not p.alive():
+                    reap(p)
+            if loop.time() >= next_kill and elapsed < CHAOS_SECONDS:
+                # a crashing process is spared until its fault fired (its life must reach it)
+                victim = rng.choice([p for p in procs if p.name not in crashy or crashed[p.name]])
+                if not victim.alive():
+                    reap(victim)
+                victim.kill9()
+                kills[victim.name] += 1
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+                victim.start()
+                next_kill = loop.time() + rng.uniform(3, 6)
+            await asyncio.sleep(0.2)
+        producer.close()
+        # calm: no more faults; wait until every execution has ended
+        for p in procs:
+            if p.env is not base:
+                p.kill9()
+                p.env = base
+                p.start()
+        deadline = loop.time() + 180
+        while True:
+            for p in procs:
+                if not p.alive():
+                    reap(p)
+            events = await _read_all(s)
+            ended = _terminal_count(events)
+            if len(ended) >= len(ids) or loop.time() > deadline:
+                break
+            await asyncio.sleep(3)
+    finally:
+        for p in procs:
+            p.stop()
+
+    # --- the checks ---------------------------------------------------------------------------
+    by_exec: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for e in events:
+        by_exec[e["execution_id"]][e["seq"]].append(e)
+    missing = [i for i in ids if i not in ended]
+    assert not missing, (f"{len(missing)} executions never ended, e.g. {missing[:3]}; "
+                         f"logs under {logs}")
+    assert set(ended) == set(ids)
+    assert all(n == 1 for n in ended.values()), {k: n for k, n in ended.items() if n != 1}
+    rewritten = conflicting = 0
+    outcomes: Counter[str] = Counter()
+    for execution_id, seqs in by_exec.items():
+        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"gap in {execution_id}"
+        for copies in seqs.values():
+            if len(copies) > 1:
+                rewritten += len(copies) - 1
+                if any(c != copies[0] for c in copies[1:]):
+                    conflicting += 1
+        outcomes[seqs[max(seqs)][0]["event_type"]] += 1
+    assert conflicting == 0, f"{conflicting} (execution, seq) written twice with different events"
+    assert outcomes == Counter({"ExecutionSucceeded": len(ids)}), outcomes
+
+    assert crashed["proc1"] >= 1, f"the crash before the tasks never fired; see {logs}"
+    assert crashed["proc2"] >= 1, f"the crash before the commit never fired; see {logs}"
+    assert sum(kills.values()) >= 3
+    reissued = sum(f.read_text(errors="replace").count("tasks of the tail issued again")
+                   for f in logs.glob("proc*.log"))
+    assert reissued >= 1, "no rebuild issued the tail's tasks again"
+    lines = [line.split() for line in runs.read_text().splitlines() if line.strip()]
+    assert all(task == key for task, key in lines), "a run without its task key as idem. key"
+    run_counts = Counter(task for task, _ in lines)
+    scheduled = {(e["execution_id"], e["task_key"]) for e in events
+                 if e["event_type"] == "NodeScheduled"}
+    assert {t for t in run_counts} <= {k for _, k in scheduled}
+    assert len(run_counts) == len(scheduled), "a scheduled task never ran (lost)"
+    twice = sum(1 for n in run_counts.values() if n > 1)
+    print(f"\nprocessor at_least_once fault test: {len(ids)} executions, {len(events)} events, "
+          f"kills {dict(kills)}, injected crashes {dict(crashed)}, extra triggers {extra}, "
+          f"restarts { {p.name: p.starts - 1 for p in procs} }, re-written identical events "
+          f"{rewritten}, rebuild logs issuing tail tasks {reissued}, tasks {len(scheduled)}, "
+          f"runs {len(lines)}, tasks run more than once {twice} (same idempotency key)")
