@@ -85,6 +85,8 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("tool runner (executors/)", ("streams/executors/",)),
     ("Kafka client (aiokafka)", ("aiokafka/", "kafka/")),
     ("logging", ("logging/",)),
+    ("observability (metrics, tracing, log context)",
+     ("flowlog/observability/", "opentelemetry/", "prometheus_client/", "structlog/")),
     ("role code (own frames)", ("streams/runtime/", "bench_raw_pingpong")),
 ]
 FALLBACK = "asyncio event loop / other"
