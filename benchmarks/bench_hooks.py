@@ -79,7 +79,8 @@ def make_records(n: int, with_traceparent: bool) -> list[ConsumerRecord[bytes, b
         eid = str(uuid.uuid4())
         tp = tracing.execution_traceparent(eid)
         for i in range(PER_EXECUTION):
-            headers = ((tracing.TRACEPARENT, tp),) if with_traceparent else ()
+            # a fresh bytes object per record, as the Kafka client hands over
+            headers = ((tracing.TRACEPARENT, bytes(bytearray(tp))),) if with_traceparent else ()
             out.append(ConsumerRecord(
                 topic=TRIGGERS if i == 0 else RESULTS_TOPIC, partition=0, offset=offset,
                 timestamp=now_ms, timestamp_type=0, key=eid.encode(), value=b"",

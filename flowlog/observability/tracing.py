@@ -276,13 +276,13 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
     if tp is not None:
         if tracer_ is None or not (tp and tp[-1] in _ODD_HEX):
             # off, or a trace not sampled: forward the input's context as it is (no span)
-            return Hop([(TRACEPARENT, tp)], tp[3:35].decode() if len(tp) >= 55 else None)
+            return _forward(tp)
     elif tracer_ is None:
         return Hop(_NO_HEADERS, None)
     elif execution_id is not None:  # the execution's own trace
         tp = execution_traceparent(execution_id)
         if tp[-1] not in _ODD_HEX:  # not sampled: its context is all the next hops need
-            return Hop([(TRACEPARENT, tp)], tp[3:35].decode())
+            return _forward(tp)
         if root:  # a real root span with the execution's ids
             forced = _FORCED.set(execution_ids(execution_id))
             try:
@@ -297,6 +297,17 @@ def begin(name: str, headers: Sequence[tuple[str, Any]] | None,
     span = tracer_.start_span(name, context=parent, kind=SpanKind.CONSUMER,
                               attributes=dict(attributes or {}))
     return _hop(span, activate)
+
+
+# The hop of a record whose trace is not recorded only hands its ``traceparent`` on: one
+# object per traceparent, shared by the records that carry it (an execution's records
+# carry the same one at the default settings), instead of a Hop, a list and a decoded
+# trace id per record. It has no span or token (``end`` and ``error`` do nothing), and
+# its ``headers`` list, like every hop's, is handed to producers and never changed.
+# Bounded like ``_execution_traceparent`` (the traces in flight, not history).
+@lru_cache(maxsize=4_096)
+def _forward(tp: bytes) -> Hop:
+    return Hop([(TRACEPARENT, tp)], tp[3:35].decode() if len(tp) >= 55 else None)
 
 
 def _hop(span: Any, activate: bool) -> Hop:

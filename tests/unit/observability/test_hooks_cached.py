@@ -156,3 +156,19 @@ def test_begin_hands_on_what_the_reference_does(mode: str, headers: Any,
     finally:
         new.end()
         old.end()
+
+
+def test_unrecorded_hops_of_one_trace_are_one_inert_object() -> None:
+    tracing.configure_tracing(Settings(), "t")  # the default: ids carried, nothing recorded
+    try:
+        tp = tracing.execution_traceparent(EXEC)
+        first = tracing.begin("a", [("traceparent", bytes(bytearray(tp)))])
+        second = tracing.begin("b", [("traceparent", bytes(bytearray(tp)))])
+        own = tracing.begin("c", None, execution_id=EXEC, root=True)
+        assert first is second is own  # the execution's records share it
+        first.error(RuntimeError("x"))
+        first.end()
+        assert (second.headers, second.trace_id, second.span) == (
+            [("traceparent", tp)], EXEC.replace("-", ""), None)
+    finally:
+        tracing.shutdown_tracing()
