@@ -114,6 +114,7 @@ def project(projection: str, msgs: Iterable[Any]) -> Projected:
     them when the batch's transaction is over. Unsampled or untraced: no SDK call.
     """
     name = f"projector {projection}"
+    recording = tracing._STATE.recording  # no exporter: no span keeps attributes
     out: Projected = []
     for msg in msgs:
         key = getattr(msg, "key", None)
@@ -121,7 +122,7 @@ def project(projection: str, msgs: Iterable[Any]) -> Projected:
         hop = tracing.begin(name, getattr(msg, "headers", None), {
             "flowlog.execution_id": execution_id or "", "flowlog.projection": projection,
             "messaging.kafka.partition": msg.partition, "messaging.kafka.offset": msg.offset,
-        }, execution_id=execution_id)
+        } if recording else None, execution_id=execution_id)
         out.append((msg, hop))
     return out
 
