@@ -21,21 +21,24 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from flowlog.schemas.codec import Codec
 from flowlog.schemas.events import TriggerReceived
 from flowlog.schemas.sdk import EventProducer
-from flowlog.streams.runtime.kafka import catalog, ensure_topics
-from flowlog.streams.runtime.tools import TERMINAL, apply_definition
+from flowlog.streams.runtime.kafka import ensure_topics
+from flowlog.streams.runtime.tools import apply_definition
 
-from flowlog.settings import REPO_ROOT, Settings
+from flowlog.settings import Settings
+from tests.support.faults import (
+    DEFINITION,
+    Proc,
+    check_histories,
+    check_task_runs,
+    read_all,
+    terminal_count,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -43,85 +46,6 @@ EXECUTIONS = int(os.environ.get("FLOWLOG_FAULT_EXECUTIONS", "500"))
 CHAOS_SECONDS = float(os.environ.get("FLOWLOG_FAULT_CHAOS_S", "45"))
 CRASH_AT_COMMIT = 5  # the crashing orchestrator exits at its 5th commit after writes
 CRASH_WAIT_S = 180.0  # beyond the chaos: how long more triggers go in for the first crash
-DEFINITION = """
-id: chaos
-nodes:
-  a: {type: tool, tool: recorded, input: {n: "1"}}
-  b:
-    type: tool
-    tool: flaky
-    needs: [a]
-    input: {succeed_on: "2"}
-    retry: {max_attempts: 3, initial_delay: 200ms}
-  c: {type: tool, tool: recorded, needs: [b], input: {n: "3"}}
-"""
-
-
-class Proc:
-    def __init__(self, name: str, role: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.role, self.env, self.log_dir = name, role, env, log_dir
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = open(self.log_dir / f"{self.name}.{self.starts}.log", "wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "flowlog.cli", "worker", self.role, "-l", "info"],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill9(self) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.kill()  # SIGKILL
-            self.popen.wait()
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-async def _read_all(settings: Settings) -> list[dict[str, Any]]:
-    """Every event of execution-events (decoded batches, flattened)."""
-    codec = Codec.from_settings(settings)
-    topic = catalog(settings).name("execution-events")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers,
-                                group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    events: list[dict[str, Any]] = []
-    try:
-        tps = consumer.assignment()
-        while not tps:
-            await asyncio.sleep(0.1)
-            tps = consumer.assignment()
-        ends = await consumer.end_offsets(list(tps))
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end for tp, end in ends.items()])
-
-        while await behind():
-            for msgs in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
-                for msg in msgs:
-                    events += codec.decode(msg.value).record["events"]
-    finally:
-        await consumer.stop()
-    return events
-
-
-def _terminal_count(events: list[dict[str, Any]]) -> dict[str, int]:
-    ends: dict[str, set[int]] = defaultdict(set)
-    for e in events:
-        if e["event_type"] in TERMINAL:
-            ends[e["execution_id"]].add(e["seq"])
-    return {k: len(v) for k, v in ends.items()}
 
 
 async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap: str,
@@ -210,8 +134,8 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
             for p in procs:
                 if not p.alive():
                     p.start()
-            events = await _read_all(s)
-            ended = _terminal_count(events)
+            events = await read_all(s)
+            ended = terminal_count(events)
             if len(ended) >= len(ids) or loop.time() > deadline:
                 break
             await asyncio.sleep(3)
@@ -220,41 +144,15 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
             p.stop()
 
     # --- the checks ---------------------------------------------------------------------------
-    by_exec: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for e in events:
-        by_exec[e["execution_id"]][e["seq"]].append(e)
-    missing = [i for i in ids if i not in ended]
-    assert not missing, f"{len(missing)} executions never ended, e.g. {missing[:3]}"
-    assert set(ended) == set(ids)
-    assert all(n == 1 for n in ended.values()), {k: n for k, n in ended.items() if n != 1}
-    rewritten = conflicting = 0
-    outcomes: Counter[str] = Counter()
-    for execution_id, seqs in by_exec.items():
-        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"gap in {execution_id}"
-        for copies in seqs.values():
-            if len(copies) > 1:
-                rewritten += len(copies) - 1
-                if any(c != copies[0] for c in copies[1:]):
-                    conflicting += 1
-        last = seqs[max(seqs)][0]
-        outcomes[last["event_type"]] += 1
-    assert conflicting == 0, f"{conflicting} (execution, seq) written twice with different events"
-    assert outcomes == Counter({"ExecutionSucceeded": len(ids)}), outcomes
+    found = check_histories(events, ids, ended)
 
     assert crashes >= 1, (f"the crash between write and commit was never injected "
                           f"(orch1 started {procs[0].starts} times, {extra} extra triggers); "
                           f"see the orch1.*.log files under {logs}")
     assert sum(kills.values()) >= 3
-    lines = [line.split() for line in runs.read_text().splitlines() if line.strip()]
-    assert all(task == key for task, key in lines), "a run without its task key as idem. key"
-    run_counts = Counter(task for task, _ in lines)
-    scheduled = {(e["execution_id"], e["task_key"]) for e in events
-                 if e["event_type"] == "NodeScheduled"}
-    assert {t for t in run_counts} <= {k for _, k in scheduled}
-    assert len(run_counts) == len(scheduled), "a scheduled task never ran"
-    twice = sum(1 for n in run_counts.values() if n > 1)
+    tasks = check_task_runs(runs, events)
     print(f"\nfault test: {len(ids)} executions, {len(events)} events, kills {dict(kills)}, "
           f"injected crashes after write {crashes}, extra triggers {extra}, restarts "
-          f"{ {p.name: p.starts - 1 for p in procs} }, re-written identical events {rewritten}, "
-          f"tasks {len(scheduled)}, runs {len(lines)}, tasks run more than once {twice} "
-          f"(same idempotency key)")
+          f"{ {p.name: p.starts - 1 for p in procs} }, re-written identical events "
+          f"{found.rewritten}, tasks {tasks.scheduled}, runs {tasks.runs}, tasks run more than "
+          f"once {tasks.twice} (same idempotency key)")

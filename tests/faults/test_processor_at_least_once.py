@@ -29,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flowlog.schemas.events import TriggerReceived
@@ -40,7 +39,14 @@ from flowlog.streams.runtime.kafka import ensure_topics
 from flowlog.streams.runtime.tools import apply_definition
 
 from flowlog.settings import Settings
-from tests.faults.test_kill_workers import DEFINITION, Proc, _read_all, _terminal_count
+from tests.support.faults import (
+    DEFINITION,
+    Proc,
+    check_histories,
+    check_task_runs,
+    read_all,
+    terminal_count,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -138,8 +144,8 @@ async def test_processor_at_least_once_survives_kill_9_and_crashes(
             for p in procs:
                 if not p.alive():
                     reap(p)
-            events = await _read_all(s)
-            ended = _terminal_count(events)
+            events = await read_all(s)
+            ended = terminal_count(events)
             if len(ended) >= len(ids) or loop.time() > deadline:
                 break
             await asyncio.sleep(3)
@@ -148,26 +154,7 @@ async def test_processor_at_least_once_survives_kill_9_and_crashes(
             p.stop()
 
     # --- the checks ---------------------------------------------------------------------------
-    by_exec: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for e in events:
-        by_exec[e["execution_id"]][e["seq"]].append(e)
-    missing = [i for i in ids if i not in ended]
-    assert not missing, (f"{len(missing)} executions never ended, e.g. {missing[:3]}; "
-                         f"logs under {logs}")
-    assert set(ended) == set(ids)
-    assert all(n == 1 for n in ended.values()), {k: n for k, n in ended.items() if n != 1}
-    rewritten = conflicting = 0
-    outcomes: Counter[str] = Counter()
-    for execution_id, seqs in by_exec.items():
-        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"gap in {execution_id}"
-        for copies in seqs.values():
-            if len(copies) > 1:
-                rewritten += len(copies) - 1
-                if any(c != copies[0] for c in copies[1:]):
-                    conflicting += 1
-        outcomes[seqs[max(seqs)][0]["event_type"]] += 1
-    assert conflicting == 0, f"{conflicting} (execution, seq) written twice with different events"
-    assert outcomes == Counter({"ExecutionSucceeded": len(ids)}), outcomes
+    found = check_histories(events, ids, ended, where=f"; logs under {logs}")
 
     assert crashed["proc1"] >= 1, f"the crash before the tasks never fired; see {logs}"
     assert crashed["proc2"] >= 1, f"the crash before the commit never fired; see {logs}"
@@ -175,16 +162,10 @@ async def test_processor_at_least_once_survives_kill_9_and_crashes(
     reissued = sum(f.read_text(errors="replace").count("tasks of the tail issued again")
                    for f in logs.glob("proc*.log"))
     assert reissued >= 1, "no rebuild issued the tail's tasks again"
-    lines = [line.split() for line in runs.read_text().splitlines() if line.strip()]
-    assert all(task == key for task, key in lines), "a run without its task key as idem. key"
-    run_counts = Counter(task for task, _ in lines)
-    scheduled = {(e["execution_id"], e["task_key"]) for e in events
-                 if e["event_type"] == "NodeScheduled"}
-    assert {t for t in run_counts} <= {k for _, k in scheduled}
-    assert len(run_counts) == len(scheduled), "a scheduled task never ran (lost)"
-    twice = sum(1 for n in run_counts.values() if n > 1)
+    tasks = check_task_runs(runs, events)
     print(f"\nprocessor at_least_once fault test: {len(ids)} executions, {len(events)} events, "
           f"kills {dict(kills)}, injected crashes {dict(crashed)}, extra triggers {extra}, "
           f"restarts { {p.name: p.starts - 1 for p in procs} }, re-written identical events "
-          f"{rewritten}, rebuild logs issuing tail tasks {reissued}, tasks {len(scheduled)}, "
-          f"runs {len(lines)}, tasks run more than once {twice} (same idempotency key)")
+          f"{found.rewritten}, rebuild logs issuing tail tasks {reissued}, tasks "
+          f"{tasks.scheduled}, runs {tasks.runs}, tasks run more than once {tasks.twice} "
+          f"(same idempotency key)")

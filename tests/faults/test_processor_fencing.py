@@ -34,7 +34,7 @@ from flowlog.streams.runtime.kafka import catalog, ensure_topics, seek_to_start
 from flowlog.streams.runtime.tools import TERMINAL, apply_definition
 
 from flowlog.settings import Settings
-from tests.faults.test_kill_workers import Proc
+from tests.support.faults import Proc
 
 pytestmark = pytest.mark.faults
 
