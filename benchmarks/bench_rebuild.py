@@ -103,13 +103,17 @@ def write_fixture(settings: Settings, events_total: int, window: int,
         task = bar.add_task("writing executions", total=executions)
         for n in range(executions):
             fresh = {old: str(uuid.uuid4()).encode() for old in ids}
+
+            def renamed(m: re.Match[bytes], f: dict[bytes, bytes] = fresh) -> bytes:
+                return f[m.group(0)]
+
             key = fresh[exec_id]
             part = (murmur2(key) & 0x7FFFFFFF) % parts
             written[part] += 1
             if snapshots:
-                kept[part].append(UUID_RE.sub(lambda m, f=fresh: f[m.group(0)], retired))
+                kept[part].append(UUID_RE.sub(renamed, retired))
             for b in batches:
-                value = UUID_RE.sub(lambda m, f=fresh: f[m.group(0)], b)
+                value = UUID_RE.sub(renamed, b)
                 while True:
                     try:
                         producer.produce(topic, value=value, key=key)
