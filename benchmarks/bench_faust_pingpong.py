@@ -50,7 +50,7 @@ def build_app(bootstrap: str, prefix: str, role: str) -> Any:
                 await events.send(key=event.key, value=out,
                                   partition=event.message.partition)
 
-    elif role == "timers":
+    elif role == "dispatcher":
 
         @app.agent(events, concurrency=1)
         async def dispatcher(stream: Any) -> None:
@@ -91,7 +91,7 @@ class FaustTarget(RawTarget):
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         ap = argparse.ArgumentParser(prog="bench_faust_pingpong.py worker")
-        ap.add_argument("role", choices=["orchestrator", "timers", "executor"])
+        ap.add_argument("role", choices=["orchestrator", "dispatcher", "executor"])
         ap.add_argument("--prefix", required=True)
         ap.add_argument("--bootstrap", required=True)
         a = ap.parse_args(sys.argv[2:])

@@ -14,7 +14,7 @@ broker's acks), and the same records per execution (17 written, 17 read by the r
 * orchestrator: triggers + results in; per execution a set of finished nodes of
   A → (B, C) → D → E; one `events` record per input (the engine's one batch per decision):
   `S|exec|A` (nodes scheduled), `S|exec|` (nothing new), `D|exec|<time>` (done).
-* dispatcher (`timers`): one `tasks` record per scheduled node.
+* dispatcher: one `tasks` record per scheduled node.
 * executor: one `results` record per task (the no-op).
 
 It is run by the engine benchmark's harness (`bench_engine.py --target raw`): the same
@@ -47,7 +47,7 @@ GROUP_TOPICS = {"orchestrator": ("triggers", "results"), "dispatcher": ("events"
 LINGER_MS = int(os.environ.get("BENCH_RAW_LINGER_MS", "2"))
 LOOP = os.environ.get("BENCH_RAW_LOOP", "blocking")
 COMMIT_S = int(os.environ.get("BENCH_RAW_COMMIT_MS", "100")) / 1000
-ROLE_GROUP = {"orchestrator": "orchestrator", "timers": "dispatcher", "executor": "executor"}
+ROLE_GROUP = {"orchestrator": "orchestrator", "dispatcher": "dispatcher", "executor": "executor"}
 
 
 def ready(done: set[str], scheduled: set[str]) -> list[str]:
@@ -138,7 +138,7 @@ async def _loop(bootstrap: str, prefix: str, role: str, producer: Any) -> None:
                         if out is None:
                             continue  # a duplicate after the end
                         sends.append(await producer.send(events, out, key=msg.key, partition=p))
-                    elif role == "timers":
+                    elif role == "dispatcher":
                         if kind == b"S" and arg:
                             for node in arg.split(b","):
                                 sends.append(await producer.send(
@@ -193,7 +193,7 @@ class RawTarget:
             fut.result(30)
 
     def worker_argv(self, settings: Any, role: str) -> list[str]:
-        roles = ["orchestrator", "timers", "executor"] if role == "all" else [role]
+        roles = ["orchestrator", "dispatcher", "executor"] if role == "all" else [role]
         return [sys.executable, str(Path(__file__).resolve()), "worker", *roles,
                 "--prefix", settings.topic_prefix, "--bootstrap", settings.bootstrap_servers]
 
@@ -250,7 +250,7 @@ class RawStarter:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         ap = argparse.ArgumentParser(prog="bench_raw_pingpong.py worker")
-        ap.add_argument("roles", nargs="+", choices=["orchestrator", "timers", "executor"])
+        ap.add_argument("roles", nargs="+", choices=["orchestrator", "dispatcher", "executor"])
         ap.add_argument("--prefix", required=True)
         ap.add_argument("--bootstrap", required=True)
         a = ap.parse_args(sys.argv[2:])
