@@ -31,6 +31,7 @@ from flowlog.aggregates.execution import ExecutionState, decide, evolve
 from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.commits import Committer, poll_loop
+from flowlog.streams.runtime.inputs import resolve_input
 from flowlog.streams.runtime.kafka import catalog
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.ports import Consumer, Definitions, PartitionReader, Producer
@@ -210,14 +211,9 @@ class Orchestrator:
         try:
             execution_id = policy.input_execution_id(name, record, msg.key)
             state = states.get(execution_id) or ExecutionState()
-            if policy.needs_catch_up(name, record, self.registry.workflows):
-                await self.follower.catch_up(within=2.0)  # defined a moment ago?
-            terms = policy.input_terms(
-                name, record, state, self.registry.workflows.get(record.get("workflow_id", "")),
-                self.settings.tenant_max_executions)
-            definition = (self.registry.definition(*terms.definition)
-                          if terms.definition is not None else None)
-            inp = records.record_to_input(name, record, terms.version)
+            terms, definition, inp = await resolve_input(
+                name, record, state, registry=self.registry, follower=self.follower,
+                tenant_limit=self.settings.tenant_max_executions)
             events = decide(state, inp, datetime.now(UTC), definition,
                             accepting=terms.accepting, queue=terms.queue)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going

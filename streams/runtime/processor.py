@@ -88,6 +88,7 @@ from flowlog.schemas.guard import DecodeGuard
 from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.admission import Entry
 from flowlog.streams.runtime.commits import Committer
+from flowlog.streams.runtime.inputs import resolve_input
 from flowlog.streams.runtime.kafka import catalog, partition_of, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.orchestrator import FAULT_EXIT_CODE
@@ -744,17 +745,12 @@ class Processor:
         name, record = accepted.name, accepted.record
         hooks.describe(record.get("workflow_id"), record.get("tenant"), name)
         try:
-            # the orchestrator's rules, from the same pure functions (policy.py)
+            # the orchestrator's rules and glue (policy.py, inputs.py)
             execution_id = policy.input_execution_id(name, record, msg.key)
             state = st.get(execution_id)
-            if policy.needs_catch_up(name, record, self.registry.workflows):
-                await self.follower.catch_up(within=2.0)  # defined a moment ago?
-            terms = policy.input_terms(
-                name, record, state, self.registry.workflows.get(record.get("workflow_id", "")),
-                self.settings.tenant_max_executions)
-            definition = (self.registry.definition(*terms.definition)
-                          if terms.definition is not None else None)
-            inp = records.record_to_input(name, record, terms.version)
+            terms, definition, inp = await resolve_input(
+                name, record, state, registry=self.registry, follower=self.follower,
+                tenant_limit=self.settings.tenant_max_executions)
             self._decide(st, state, name, inp, definition, terms.accepting, terms.queue, out,
                          flow, msg=msg)
         except Exception as exc:  # a bad input or a bug: quarantine it, keep the partition going
