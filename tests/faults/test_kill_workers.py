@@ -38,6 +38,7 @@ from tests.support.faults import (
     check_task_runs,
     read_all,
     terminal_count,
+    worker_env,
 )
 
 pytestmark = pytest.mark.faults
@@ -57,10 +58,7 @@ async def test_kill_9_and_crash_after_write(settings: Settings, kafka_bootstrap:
     definition.write_text(DEFINITION)
     await asyncio.to_thread(apply_definition, s, definition)
     runs = tmp_path / "runs.log"
-    base = {**os.environ, "FLOWLOG_TOPIC_PREFIX": s.topic_prefix,
-            "FLOWLOG_DEFAULT_PARTITIONS": "6", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
-            "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
-            "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1"}
+    base = worker_env(s, runs)
     # a count, not a chance: each life of orch1 exits at its 5th commit after writes, however
     # long it took to start (under load the workers took ~8 s; a chance per batch then often
     # never fired). Every life that gets that far crashes, so crashes repeat during the chaos.

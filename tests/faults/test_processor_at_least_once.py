@@ -46,6 +46,7 @@ from tests.support.faults import (
     check_task_runs,
     read_all,
     terminal_count,
+    worker_env,
 )
 
 pytestmark = pytest.mark.faults
@@ -65,13 +66,9 @@ async def test_processor_at_least_once_survives_kill_9_and_crashes(
     definition.write_text(DEFINITION)
     await asyncio.to_thread(apply_definition, s, definition)
     runs = tmp_path / "runs.log"
-    base = {**os.environ, "FLOWLOG_TOPIC_PREFIX": s.topic_prefix,
-            "FLOWLOG_DEFAULT_PARTITIONS": "6", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
-            "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
-            "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1",
-            "FLOWLOG_PROCESSING_GUARANTEE": "at_least_once",
-            # snapshots now and then: a rebuild reads snapshot + tail, the tail re-issues
-            "FLOWLOG_PROCESSOR_SNAPSHOT_INTERVAL_S": "3"}
+    # snapshots now and then: a rebuild reads snapshot + tail, the tail re-issues
+    base = worker_env(s, runs, processing_guarantee="at_least_once",
+                      processor_snapshot_interval_s=3)
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = [Proc("proc1", "processor",

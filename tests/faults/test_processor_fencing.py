@@ -34,7 +34,7 @@ from flowlog.streams.runtime.kafka import catalog, ensure_topics, seek_to_start
 from flowlog.streams.runtime.tools import TERMINAL, apply_definition
 
 from flowlog.settings import Settings
-from tests.support.faults import Proc
+from tests.support.faults import Proc, worker_env
 
 pytestmark = pytest.mark.faults
 
@@ -103,11 +103,7 @@ async def test_a_paused_processor_is_fenced_and_its_late_writes_are_aborted(
     definition = tmp_path / "fenced.yaml"
     definition.write_text(DEFINITION)
     await asyncio.to_thread(apply_definition, s, definition)
-    base = {**os.environ, "FLOWLOG_TOPIC_PREFIX": s.topic_prefix,
-            "FLOWLOG_DEFAULT_PARTITIONS": "4", "FLOWLOG_TOOL_MODULES": '["tests.e2e.e2e_tools"]',
-            "FLOWLOG_TEST_RUN_LOG": str(tmp_path / "runs.log"),
-            "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
-            "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1"}
+    base = worker_env(s, tmp_path / "runs.log")
     logs = tmp_path / "logs"
     logs.mkdir()
     a = Proc("procA", "processor", {**base, "FLOWLOG_FAULT_PROCESSOR_PAUSE_BEFORE_COMMIT": "10"},

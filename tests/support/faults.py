@@ -4,6 +4,8 @@ workflow they run, reading every event back, and the checks every such test make
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -30,6 +32,20 @@ nodes:
     retry: {max_attempts: 3, initial_delay: 200ms}
   c: {type: tool, tool: recorded, needs: [b], input: {n: "3"}}
 """
+
+
+def worker_env(settings: Settings, runs: Path, **extra: object) -> dict[str, str]:
+    """The environment of a worker process (`Proc`) of a fault test: this process's, with
+    ``settings``' topic prefix, partitions and tool modules, each tool run logged to
+    ``runs``, the local rate limiter and a short session timeout (a killed member leaves its
+    group within seconds). ``extra`` names more settings, ``processing_guarantee=...`` for
+    ``FLOWLOG_PROCESSING_GUARANTEE``."""
+    return {**os.environ, "FLOWLOG_TOPIC_PREFIX": settings.topic_prefix,
+            "FLOWLOG_DEFAULT_PARTITIONS": str(settings.default_partitions),
+            "FLOWLOG_TOOL_MODULES": json.dumps(settings.tool_modules),
+            "FLOWLOG_TEST_RUN_LOG": str(runs), "FLOWLOG_EXECUTOR_RATE_LIMITER": "local",
+            "FLOWLOG_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PYTHONUNBUFFERED": "1",
+            **{f"FLOWLOG_{name.upper()}": str(value) for name, value in extra.items()}}
 
 
 class Proc:
