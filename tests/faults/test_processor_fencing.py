@@ -103,7 +103,8 @@ async def test_a_paused_processor_is_fenced_and_its_late_writes_are_aborted(
     definition = tmp_path / "fenced.yaml"
     definition.write_text(DEFINITION)
     await asyncio.to_thread(apply_definition, s, definition)
-    base = worker_env(s, tmp_path / "runs.log")
+    # fencing is exactly_once's (transactions); named, whatever the default guarantee
+    base = worker_env(s, tmp_path / "runs.log", processing_guarantee="exactly_once")
     logs = tmp_path / "logs"
     logs.mkdir()
     a = Proc("procA", "processor", {**base, "FLOWLOG_FAULT_PROCESSOR_PAUSE_BEFORE_COMMIT": "10"},
