@@ -1,5 +1,6 @@
 """Helpers of the projection tests: publish recorded histories as the orchestrator would
-(one ExecutionEventBatch record per decision), run projectors, wait on stored offsets."""
+(one ExecutionEventBatch record per decision), or in Kafka transactions as the processor
+does, run projectors, wait on stored offsets."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from confluent_kafka import Producer
 from flowlog.aggregates import records
 from flowlog.aggregates.execution.events import ExecutionEvent, event_from_dict
@@ -19,6 +21,7 @@ from flowlog.projections.migrate import migrate
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.ids import flowlog_uuid5
 from flowlog.schemas.topics import TopicCatalog, apply_topics
+from flowlog.streams.runtime.kafka import partition_of
 
 from flowlog.settings import Settings
 
@@ -26,6 +29,8 @@ REPO = Path(__file__).resolve().parents[3]
 HISTORIES = REPO / "tests" / "fixtures" / "histories"
 TEMPLATES = ("support_triage_billing", "batch_loop", "webhook_dead_letter_then_retry",
              "delay_and_wait_approved")
+#: one execution's decisions, each the events of one ExecutionEventBatch record
+Decisions = list[list[ExecutionEvent]]
 
 
 def template(name: str) -> list[ExecutionEvent]:
@@ -53,6 +58,55 @@ def executions(n: int, tag: str) -> Iterator[list[list[ExecutionEvent]]]:
                                    event_id=flowlog_uuid5(f"{eid}:{e.seq}"))
                for e in bases[i % len(bases)]]
         yield decisions(evs)
+
+
+def on_one_partition(settings: Settings, n: int, tag: str, candidates: int
+                     ) -> tuple[list[Decisions], int]:
+    """``n`` executions (of the first ``candidates`` of `executions`) whose records land on
+    one partition of execution-events, the first candidate's, and that partition."""
+    parts = TopicCatalog.from_settings(settings).topics["execution-events"].partitions
+    found = list(executions(candidates, tag))
+    p = partition_of(found[0][0][0].execution_id, parts)
+    same = [x for x in found if partition_of(x[0][0].execution_id, parts) == p]
+    assert len(same) >= n, f"{len(same)} of {candidates} executions on partition {p}, not {n}"
+    return same[:n], p
+
+
+async def send_decisions(producer: AIOKafkaProducer, settings: Settings, decisions: Decisions,
+                         partition: int) -> int:
+    """Send one record per decision to ``partition`` of execution-events and wait until
+    each is in the log; the offset of the last."""
+    codec = Codec.from_settings(settings)
+    topic = pk.topic_name(settings, "execution-events")
+    sends = []
+    for events in decisions:
+        value = codec.encode("ExecutionEventBatch",
+                             records.batch_record(events, events[0].causation_id))
+        sends.append(await producer.send(topic, value=value, partition=partition,
+                                         key=events[0].execution_id.encode()))
+    return max(m.offset for m in await asyncio.gather(*sends))
+
+
+async def write_transactions(settings: Settings, txs: list[tuple[Decisions, bool]],
+                             partition: int, transactional_id: str) -> int:
+    """Each (decisions, commit) of ``txs`` in one transaction of a transactional producer
+    (as the processor writes): its records in the log, then committed or aborted. The
+    offset of the last record written (a commit or abort marker follows it)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                                transactional_id=transactional_id, enable_idempotence=True)
+    await producer.start()
+    last = -1
+    try:
+        for decisions, commit in txs:
+            await producer.begin_transaction()
+            last = await send_decisions(producer, settings, decisions, partition)
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    return last
 
 
 def setup(settings: Settings, schema: str) -> None:

@@ -9,62 +9,30 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from flowlog.aggregates import records
-from flowlog.aggregates.execution.events import ExecutionEvent
-from flowlog.projections import kafka as pk
 from flowlog.projections.audit.projector import Runner as AuditRunner
 from flowlog.projections.audit.store import AuditStore
 from flowlog.projections.live import LivePublisher
 from flowlog.projections.runner import ProjectorRunner
 from flowlog.projections.worker import make_projector
-from flowlog.schemas.codec import Codec
-from flowlog.schemas.topics import TopicCatalog
-from flowlog.streams.runtime.kafka import partition_of
 from flowlog.streams.runtime.tools import collect
 
 from flowlog.settings import Settings
-from tests.integration.projections.support import executions, fetch, setup
+from tests.integration.projections.support import (
+    Decisions,
+    fetch,
+    on_one_partition,
+    setup,
+    write_transactions,
+)
 
 pytestmark = pytest.mark.integration
-Decisions = list[list[ExecutionEvent]]
 
 
 def _same_partition(settings: Settings) -> tuple[Decisions, Decisions, int]:
     """Two executions whose records land on one partition (the committed one then proves
     the projector went past the aborted one's offsets)."""
-    parts = TopicCatalog.from_settings(settings).topics["execution-events"].partitions
-    candidates = list(executions(40, "rc"))
-    first = candidates[0]
-    p = partition_of(first[0][0].execution_id, parts)
-    second = next(x for x in candidates[1:] if partition_of(x[0][0].execution_id, parts) == p)
+    (first, second), p = on_one_partition(settings, 2, "rc", candidates=40)
     return first, second, p
-
-
-async def _write(settings: Settings, aborted: Decisions, committed: Decisions,
-                 partition: int) -> None:
-    codec = Codec.from_settings(settings)
-    topic = pk.topic_name(settings, "execution-events")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                transactional_id=f"{settings.topic_prefix}rc-test",
-                                enable_idempotence=True)
-    await producer.start()
-    try:
-        for decisions, commit in ((aborted, False), (committed, True)):
-            await producer.begin_transaction()
-            sends = []
-            for events in decisions:
-                value = codec.encode("ExecutionEventBatch",
-                                     records.batch_record(events, events[0].causation_id))
-                sends.append(await producer.send(topic, value=value, partition=partition,
-                                                 key=events[0].execution_id.encode()))
-            await asyncio.gather(*sends)  # in the log, inside the open transaction
-            if commit:
-                await producer.commit_transaction()
-            else:
-                await producer.abort_transaction()
-    finally:
-        await producer.stop()
 
 
 @pytest.fixture
@@ -88,7 +56,8 @@ async def test_an_aborted_transaction_is_never_projected(
         settings: Settings, pg_schema: str, read_side: AuditStore) -> None:
     aborted, committed, partition = _same_partition(settings)
     gone, kept = aborted[0][0].execution_id, committed[0][0].execution_id
-    await _write(settings, aborted, committed, partition)
+    await write_transactions(settings, [(aborted, False), (committed, True)], partition,
+                             f"{settings.topic_prefix}rc-test")
     n_kept = sum(len(d) for d in committed)
 
     loop = asyncio.get_running_loop()

@@ -16,66 +16,22 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from flowlog.aggregates import records
-from flowlog.aggregates.execution.events import ExecutionEvent
 from flowlog.projections import kafka as pk
 from flowlog.projections.live import LivePublisher
 from flowlog.projections.ops import PartitionStatus, status
 from flowlog.projections.runner import ProjectorRunner
 from flowlog.projections.worker import make_projector
-from flowlog.schemas.codec import Codec
-from flowlog.schemas.topics import TopicCatalog
-from flowlog.streams.runtime.kafka import partition_of
 
 from flowlog.settings import Settings
-from tests.integration.projections.support import executions, fetch, setup
+from tests.integration.projections.support import (
+    fetch,
+    on_one_partition,
+    send_decisions,
+    setup,
+    write_transactions,
+)
 
 pytestmark = pytest.mark.integration
-Decisions = list[list[ExecutionEvent]]
-
-
-def _on_one_partition(settings: Settings, n: int) -> tuple[list[Decisions], int]:
-    parts = TopicCatalog.from_settings(settings).topics["execution-events"].partitions
-    candidates = list(executions(80, "txlag"))
-    p = partition_of(candidates[0][0][0].execution_id, parts)
-    same = [x for x in candidates if partition_of(x[0][0].execution_id, parts) == p]
-    assert len(same) >= n
-    return same[:n], p
-
-
-async def _send(producer: AIOKafkaProducer, settings: Settings, decisions: Decisions,
-                partition: int) -> int:
-    """The offset of the last record sent."""
-    codec = Codec.from_settings(settings)
-    topic = pk.topic_name(settings, "execution-events")
-    sends = []
-    for events in decisions:
-        value = codec.encode("ExecutionEventBatch",
-                             records.batch_record(events, events[0].causation_id))
-        sends.append(await producer.send(topic, value=value, partition=partition,
-                                         key=events[0].execution_id.encode()))
-    return max(m.offset for m in await asyncio.gather(*sends))
-
-
-async def _write_transactions(settings: Settings, txs: list[tuple[Decisions, bool]],
-                              partition: int) -> int:
-    """The offset of the last record written."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                transactional_id=f"{settings.topic_prefix}txlag",
-                                enable_idempotence=True)
-    await producer.start()
-    last = -1
-    try:
-        for decisions, commit in txs:
-            await producer.begin_transaction()
-            last = await _send(producer, settings, decisions, partition)
-            if commit:
-                await producer.commit_transaction()
-            else:
-                await producer.abort_transaction()
-    finally:
-        await producer.stop()
-    return last
 
 
 @contextlib.asynccontextmanager
@@ -101,10 +57,10 @@ async def test_status_shows_no_lag_at_rest_after_transactions(
     s = settings.model_copy(update={"default_partitions": 3, "pg_schema": pg_schema,
                                     "projector_batch_records": batch_records})
     await asyncio.to_thread(setup, s, pg_schema)
-    (first, aborted, second, plain), partition = _on_one_partition(s, 4)
+    (first, aborted, second, plain), partition = on_one_partition(s, 4, "txlag", candidates=80)
     # committed, aborted, committed: markers after each, aborted records in between
-    last = await _write_transactions(s, [(first, True), (aborted, False), (second, True)],
-                                     partition)
+    last = await write_transactions(s, [(first, True), (aborted, False), (second, True)],
+                                    partition, f"{s.topic_prefix}txlag")
     kept = {d[0][0].execution_id for d in (first, second)}
     n_events = sum(len(e) for d in (first, second) for e in d)
     topic = pk.topic_name(s, "execution-events")
@@ -134,7 +90,7 @@ async def test_status_shows_no_lag_at_rest_after_transactions(
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
     await producer.start()
     try:
-        await _send(producer, s, plain[:1], partition)
+        await send_decisions(producer, s, plain[:1], partition)
     finally:
         await producer.stop()
     lags = _lags(await status(s, pg_schema))
