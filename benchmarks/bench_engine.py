@@ -8,21 +8,22 @@ an executor), and trigger-to-completion latency at half the highest sustainable 
     python benchmarks/bench_engine.py --profile        # + py-spy per role at the max rate
     python benchmarks/bench_engine.py --target raw     # the raw aiokafka ping-pong instead
     python benchmarks/bench_engine.py --target faust   # the same ping-pong as Faust agents
-    python benchmarks/bench_engine.py --processors 1   # the `processor` role instead of
-                                                       # orchestrator + timers
+    python benchmarks/bench_engine.py --classic        # the classic layout: orchestrator +
+                                                       # dispatcher + executor
 
 Needs the local broker (`make up`). Method (docs/benchmarks.md):
 
 * Every step runs on fresh topics (prefix `bench.<random>.`) and fresh consumer groups: it
-  applies the topic catalog and the definition, starts the worker processes (default one
-  orchestrator, one timers, one executor), waits until every group is stable with all
+  applies the topic catalog and the definition, starts the worker processes (the default
+  layout: one processor, one executor; --classic: one orchestrator, one dispatcher, one
+  executor), waits until every group is stable with all
   partitions assigned, runs a warm-up (executions on every partition, all finished), then
   the fixed-rate starter for --duration seconds, then lets it drain, then stops the
   workers and deletes the topics and groups.
 * The starter sends TriggerReceived through the SDK at a fixed schedule (i/rate), each
   with its send time in the input; a consumer of execution-events records each
   execution's terminal event. Latency = the terminal event's `occurred_at` (stamped by the
-  orchestrator) − the trigger's send time (same clock: one machine).
+  deciding role) − the trigger's send time (same clock: one machine).
 * Sustainable: the starter kept its schedule (≥ 98 % sent); the backlog (sent − finished,
   sampled every 0.25 s) is flat: its least-squares slope over the last three quarters of
   the window is below 2 % of the rate, or not above twice its standard error (noise);
@@ -191,9 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dispatchers", "--timers", dest="timers", type=int, default=1,
                     help="dispatcher processes (the role was called `timers` before)")
     ap.add_argument("--executors", type=int, default=1)
-    ap.add_argument("--processors", type=int, default=0, metavar="N",
-                    help="N `processor` processes instead of the orchestrators and timers "
-                    "(the transactional partition processor; writes engine-processor.json)")
+    ap.add_argument("--processors", type=int, default=None, metavar="N",
+                    help="N `processor` processes (the default layout; default 1)")
+    ap.add_argument("--classic", action="store_true",
+                    help="the classic layout: --orchestrators and --dispatchers instead of "
+                    "processors (writes engine-classic.json)")
     ap.add_argument("--all-in-one", type=int, default=0, metavar="N",
                     help="N processes with every role instead of one process per role")
     ap.add_argument("--profile", action="store_true",
@@ -212,10 +215,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     quick = args.quick
+    # the engine's default layout is processor + executor; the ping-pong targets and
+    # --classic run the three-role shape
+    processors = (args.processors if args.processors is not None
+                  else 0 if args.classic or args.target != "engine" else 1)
+    if args.classic and processors:
+        ap.error("--classic runs orchestrators and dispatchers: drop --processors")
     opts = Options(
         target=args.target, partitions=args.partitions,
         layout=Layout(args.orchestrators, args.timers, args.executors, args.all_in_one,
-                      args.processors),
+                      processors),
         duration=args.duration or (8.0 if quick else 20.0),
         drain=args.drain or (5.0 if quick else 10.0),
         env={"FLOWLOG_KAFKA_CLIENT": args.client or "aiokafka",
@@ -294,8 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_write:
         name = {"engine": "engine", "raw": "engine-raw-pingpong",
                 "faust": "engine-faust-pingpong"}[args.target]
-        if args.processors:
-            name += "-processor"
+        if args.classic:
+            name += "-classic"
         if args.client:
             name += f"-{args.client}"
         if args.rates or args.latency_rate or args.duration or args.latency_runs is not None:

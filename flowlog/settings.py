@@ -236,10 +236,11 @@ class Settings(BaseSettings):
         "<prefix>processor-snapshots (a restart reads the snapshot plus the tail). 0: never.",
     )
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
-        "exactly_once", description="The processor role's guarantee (as Kafka Streams' "
-        "processing.guarantee): exactly_once, one Kafka transaction per step and partition, "
-        "fenced; at_least_once, no transactions: the process's idempotent producer, writes "
-        "pipelined, offsets committed after the acks (not fenced; duplicates dropped by ids).",
+        "at_least_once", description="The processor role's guarantee (as Kafka Streams' "
+        "processing.guarantee, whose default it shares): exactly_once, one Kafka "
+        "transaction per step and partition, fenced; at_least_once, no transactions: the "
+        "process's idempotent producer, writes pipelined, offsets committed after the acks "
+        "(not fenced; duplicates dropped by ids).",
     )
     fault_processor_crash_before_tasks: int = Field(
         0, description="Fault tests only: the processor (at_least_once) exits (code 17) at its "

@@ -3,7 +3,7 @@
 What it does, in order: the services (`flowlog up`), the database schema (`flowlog db
 migrate`), the topics, the local demo server of `examples/` (tools' outside systems and,
 with no model keys, a stand-in model), every `examples/*.yaml` applied, then one OS
-process per engine role (orchestrator, executor, dispatcher) and per process registered in
+process per engine role (processor, executor: the default layout) and per process registered in
 `flowlog/processes.py` (read now, so processes added later are included), each with its
 own /metrics, /healthz and /readyz. It waits until every process is ready, runs one demo
 execution to its end, prints where to look, and then supervises: a process that dies is
@@ -34,7 +34,8 @@ from rich.console import Console
 
 from flowlog.settings import REPO_ROOT, Settings
 
-ENGINE_ROLES = ("orchestrator", "executor", "dispatcher")
+#: the default layout (`flowlog worker all`), one OS process per role
+ENGINE_ROLES = ("processor", "executor")
 DEMO_WORKFLOW = ("fan-out-fan-in", {"symbol": "ACME"})
 DEMO_KEY = "demo-key-not-a-secret"
 #: The examples' secrets, given demo values when neither the environment nor the secrets

@@ -13,11 +13,12 @@ from rich.console import Console
 
 from flowlog.settings import get_settings
 
-_ROLE_HELP = ("orchestrator, executor, dispatcher (node tasks, timers and admissions; "
-              "`timers`, its former name, is accepted until the next release), all (every "
-              "engine role in one process), processor (opt-in: orchestrator + dispatcher as "
-              "one transactional role; run `processor executor`, never beside "
-              "orchestrator/dispatcher), or another process of flowlog.processes "
+_ROLE_HELP = ("all (the default layout in one process: processor + executor), processor "
+              "(per execution partition: decisions, their node tasks, timers and admissions in "
+              "one step; FLOWLOG_PROCESSING_GUARANTEE), executor (node tasks), the classic "
+              "layout's orchestrator and dispatcher (opt-in, run together in place of the "
+              "processor, never beside it; `timers`, the dispatcher's former name, is accepted "
+              "until the next release), or another process of flowlog.processes "
               "(projector, ...)")
 
 

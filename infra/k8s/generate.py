@@ -16,14 +16,14 @@ from typing import Any
 import yaml
 
 OUT = Path(__file__).with_name("deployments.yaml")
-ENGINE_ROLES = ("orchestrator", "executor", "dispatcher")
+#: the default layout (`flowlog worker all`); the classic layout (orchestrator + dispatcher)
+#: is opt-in: edit the processor's Deployment's command to run it
+ENGINE_ROLES = ("processor", "executor")
 #: name: (replicas, cpu request, memory request, memory limit, what it is)
 ROLES: dict[str, tuple[int, str, str, str, str]] = {
-    "orchestrator": (3, "500m", "512Mi", "2Gi", "decisions; state per partition, rebuilt from "
-                     "the log"),
+    "processor": (3, "500m", "512Mi", "2Gi", "decisions, their node tasks, timers and "
+                  "admissions; state per partition: snapshot plus the log's tail"),
     "executor": (3, "250m", "256Mi", "1Gi", "node tasks; I/O bound, scale on node-tasks lag"),
-    "dispatcher": (2, "250m", "256Mi", "1Gi", "node tasks, due timers and admissions (formerly "
-                   "`timers`)"),
     "projector": (2, "250m", "256Mi", "1Gi", "read models and analytics in PostgreSQL"),
     "audit": (1, "100m", "256Mi", "512Mi", "audit store"),
     "deadletters": (1, "100m", "128Mi", "512Mi", "RabbitMQ dead-letter bridge"),

@@ -102,6 +102,25 @@ async def seek_to_start(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -
         consumer.seek(tp, begins[tp])
 
 
+async def group_offsets(settings: Settings, group: str, tps: list[TopicPartition]
+                        ) -> dict[TopicPartition, int]:
+    """The offsets consumer group ``group`` (prefixed) committed for ``tps``: those it has
+    (a partition it never committed, or a group that does not exist, is left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not tps:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                client_id="flowlog-offsets")
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(settings.topic_prefix + group,
+                                                        partitions=tps)
+    finally:
+        await admin.close()
+    return {tp: o.offset for tp, o in found.items() if o is not None and o.offset >= 0}
+
+
 async def read_partition(settings: Settings, topic: str, partition: int,
                          until: int | None = None, start: int | None = None
                          ) -> AsyncIterator[Any]:

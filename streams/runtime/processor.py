@@ -89,7 +89,7 @@ from flowlog.streams.runtime import policy
 from flowlog.streams.runtime.admission import Entry
 from flowlog.streams.runtime.commits import Committer
 from flowlog.streams.runtime.inputs import resolve_input
-from flowlog.streams.runtime.kafka import catalog, partition_of, read_partition
+from flowlog.streams.runtime.kafka import catalog, group_offsets, partition_of, read_partition
 from flowlog.streams.runtime.memory import freeze_gc
 from flowlog.streams.runtime.orchestrator import FAULT_EXIT_CODE
 from flowlog.streams.runtime.ports import Consumer, Definitions, FlowControl, Producer
@@ -364,9 +364,17 @@ class Processor:
         # each on a loaded machine: most of a snapshot start)
         found = await asyncio.gather(*(self.consumer.committed(tp) for tp in tps))
         missing = [tp for tp, c in zip(tps, found, strict=True) if c is None]
+        # never committed by this group: where the classic layout's orchestrator got to (a
+        # deployment moving to the processor goes on from there), else the first offset
+        taken = await group_offsets(self.settings, "orchestrator", missing)
+        if taken:
+            log.info("processor: partition %s: takes over the orchestrator group's offsets %s",
+                     p, {tp.topic.rsplit(".", 1)[-1]: o for tp, o in taken.items()})
+        missing = [tp for tp in missing if tp not in taken]
         begins = await self.consumer.beginning_offsets(missing) if missing else {}
         nexts: dict[TopicPartition, int] = {
-            tp: c if c is not None else begins[tp] for tp, c in zip(tps, found, strict=True)}
+            tp: c if c is not None else taken.get(tp, begins.get(tp, 0))
+            for tp, c in zip(tps, found, strict=True)}
         # from here to the registration no await: the poll loop must not see an input of p
         # positioned by these seeks before the partition is there to take it
         for tp, committed in nexts.items():

@@ -4,16 +4,18 @@
 the definitions follower) and each role through `compose.py`, which builds and injects
 every consumer, guard, codec, admission and task runner; the roles build none of them.
 
-    await run_worker(settings, ["orchestrator", "executor", "dispatcher"])
+    await run_worker(settings, ["processor", "executor"])
 
-Roles: `orchestrator` (decisions), `executor` (node tasks), `dispatcher` (node tasks, due
-timers and admissions, derived from execution-events; called `timers` until this release,
-and that name is still accepted, with a warning, for one release). Any number of processes
-of each role may run; partitions spread among them through their consumer groups.
+Roles of `all` (the default layout): `processor` (per execution partition: decisions, the
+node tasks that follow from them, timers and admissions in one step; processor.py) and
+`executor` (node tasks). Any number of processes of each role may run; partitions spread
+among them through their consumer groups.
 
-Opt-in (not part of `all`): `processor`, the orchestrator, its tasks, timers and admissions
-in one Kafka transaction per batch (processor.py); it replaces `orchestrator` + `dispatcher`
-(run `processor executor`, never beside them on the same topics).
+The classic layout, opt-in: `orchestrator` (decisions) + `dispatcher` (node tasks, due timers
+and admissions, derived from execution-events; called `timers` until the previous release,
+that name still accepted with a warning) + `executor`. It does what the processor does in
+two roles and one more Kafka hop per node; run it instead of the processor, never beside it
+on the same topics (docs/engine.md, "Layouts").
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from flowlog.observability import hooks
 from flowlog.settings import Settings
 
 log = logging.getLogger(__name__)
-ROLES = ("orchestrator", "executor", "dispatcher")
-OPT_IN = ("processor",)
+#: the roles of `all`
+ROLES = ("processor", "executor")
+#: the classic layout's roles, named explicitly (`orchestrator executor dispatcher`)
+OPT_IN = ("orchestrator", "dispatcher")
 #: former role names, accepted for one release: old name -> name
 ALIASES = {"timers": "dispatcher"}
 
@@ -53,6 +57,11 @@ def expand(roles: Sequence[str]) -> list[str]:
                                  f"{', '.join(ROLES + OPT_IN)} or all")
             if r not in out:
                 out.append(r)
+    both = [r for r in out if r in OPT_IN]
+    if "processor" in out and both:
+        raise ValueError(f"the processor does the work of {' and '.join(both)}: run "
+                         "either `processor executor` (the default, `all`) or `orchestrator "
+                         "executor dispatcher`, never both on the same topics")
     return out
 
 

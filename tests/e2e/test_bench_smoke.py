@@ -23,10 +23,13 @@ def bench_engine(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return bench_engine
 
 
-@pytest.mark.parametrize("target", ["engine", "raw"])
-def test_bench_step_runs_executions_to_the_end(bench_engine: Any, target: str) -> None:
+@pytest.mark.parametrize(("target", "processors"), [("engine", 1), ("engine", 0), ("raw", 0)],
+                         ids=["engine", "engine-classic", "raw"])
+def test_bench_step_runs_executions_to_the_end(bench_engine: Any, target: str,
+                                               processors: int) -> None:
     be = bench_engine
-    opts = be.Options(target=target, duration=3.0, drain=60.0, warmup=6)
+    opts = be.Options(target=target, duration=3.0, drain=60.0, warmup=6,
+                      layout=be.Layout(processors=processors))
     step = be.run_step(opts, 10)
     assert step.sent == 30
     assert step.finished == step.sent

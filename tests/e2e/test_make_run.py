@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from flowlog.streams.runtime.worker import ROLES
 
 from tests.conftest import _TEST_PREFIXES
 
@@ -155,18 +156,18 @@ def test_every_process_is_up_and_serves_its_core_metrics(system: System) -> None
 
     entries = system.run_files()
     names = {e["process"] for e in entries}
-    assert names == {"orchestrator", "executor", "dispatcher", *PROCESSES}, names
+    assert names == {*ROLES, *PROCESSES}, names  # the default layout: processor + executor
     for e in entries:
         with urllib.request.urlopen(e["url"] + "/readyz", timeout=5) as resp:
             assert resp.status == 200
             assert json.loads(resp.read())["ready"] is True
         wanted = [f'flowlog_process_info{{process="{e["process"]}"',
                   "process_cpu_seconds_total"]
-        if e["process"] in ("orchestrator", "executor", "dispatcher"):
+        if e["process"] in ROLES:
             wanted += ENGINE_SERIES  # consumer lag: sampled every few seconds
         if e["process"] == "executor":
             wanted.append("flowlog_task_seconds_count{")
-        if e["process"] == "orchestrator":
+        if e["process"] == "processor":
             wanted.append("flowlog_decision_seconds_count{")
 
         def complete(url: str = e["url"], wanted: list[str] = wanted) -> bool:

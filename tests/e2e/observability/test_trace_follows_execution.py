@@ -1,7 +1,8 @@
 """One trace follows an execution through the roles: the in-memory exporter's spans of the
-orchestrator, dispatcher, executor and projectors (read model, analytics, audit, live
-status) share one trace id and chain parent to child, and the roles' and projectors' JSON
-log lines carry that trace id with the execution's id."""
+processor (or, in the classic layout, the orchestrator and dispatcher), executor and
+projectors (read model, analytics, audit, live status) share one trace id and chain parent
+to child, and the roles' and projectors' JSON log lines carry that trace id with the
+execution's id."""
 
 from __future__ import annotations
 
@@ -77,11 +78,20 @@ def _lines(out: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
 
 
+#: layout -> (roles, the deciding role)
+LAYOUTS = {"default": (["all"], "processor"),
+           "classic": (["orchestrator", "executor", "dispatcher"], "orchestrator")}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 async def test_an_execution_without_outside_context_is_one_trace(
-        make_engine: Callable[..., Any], observed: tuple[Any, io.StringIO],
+        layout: str, engine_settings: Settings, observed: tuple[Any, io.StringIO],
         projectors: Settings) -> None:
     exporter, out = observed
-    engine = await make_engine()
+    roles, role = LAYOUTS[layout]
+    worker = Worker(engine_settings, roles)
+    await worker.start()
+    engine = Engine(engine_settings, worker)
     try:
         await engine.apply(EXAMPLES / "bench-5node.yaml")
         events = await engine.run("bench-5node", {})
@@ -94,15 +104,18 @@ async def test_an_execution_without_outside_context_is_one_trace(
     by_id = {s.context.span_id: s for s in spans}
     names = [s.name for s in spans]
     (root,) = [s for s in spans if s.parent is None]
-    assert root.name == "orchestrator decide TriggerReceived"
+    assert root.name == f"{role} decide TriggerReceived"
     assert names.count("executor task") == 5
-    assert names.count("orchestrator decide NodeResultReported") == 5
-    assert names.count("dispatcher issue") >= 5
+    assert names.count(f"{role} decide NodeResultReported") == 5
     for task in (s for s in spans if s.name == "executor task"):
-        parent = by_id[task.parent.span_id]  # the dispatcher's span that issued it
-        assert parent.name == "dispatcher issue"
-        assert by_id[parent.parent.span_id].name.startswith("orchestrator decide")
-    for result in (s for s in spans if s.name == "orchestrator decide NodeResultReported"):
+        parent = by_id[task.parent.span_id]
+        if role == "orchestrator":  # the dispatcher's span issued it
+            assert parent.name == "dispatcher issue"
+            parent = by_id[parent.parent.span_id]
+        assert parent.name.startswith(f"{role} decide")
+    if role == "orchestrator":
+        assert names.count("dispatcher issue") >= 5
+    for result in (s for s in spans if s.name == f"{role} decide NodeResultReported"):
         assert by_id[result.parent.span_id].name == "executor task"
     assert {s.attributes.get("flowlog.node_id") for s in spans
             if s.name == "executor task"} == {"A", "B", "C", "D", "E"}
@@ -128,14 +141,14 @@ async def test_an_execution_without_outside_context_is_one_trace(
     by_id = {s.context.span_id: s for s in spans}
     for span in (s for s in spans if s.name in projections):
         assert span.attributes["flowlog.execution_id"] == execution_id
-        assert by_id[span.parent.span_id].name.startswith("orchestrator decide")
+        assert by_id[span.parent.span_id].name.startswith(f"{role} decide")
     for span in (s for s in spans if s.name == "projector live"):
         assert span.attributes["flowlog.execution_id"] == execution_id
         assert by_id[span.parent.span_id].name == "projector readmodel"
 
     lines = [ln for ln in _lines(out) if ln.get("trace_id") == trace_id]
     loggers = {ln["logger"] for ln in lines}
-    assert {"flowlog.streams.runtime.orchestrator", "flowlog.streams.runtime.executor",
+    assert {f"flowlog.streams.runtime.{role}", "flowlog.streams.runtime.executor",
             "flowlog.projections.runner", "flowlog.projections.audit.projector",
             "flowlog.projections.live"} <= loggers
     for line in lines:
@@ -160,7 +173,7 @@ async def test_a_caller_trace_continues_through_the_engine(
     assert events[-1]["event_type"] == "ExecutionSucceeded"
     trace_id = format(caller.get_span_context().trace_id, "032x")
     spans = _spans(exporter, trace_id)
-    decide = next(s for s in spans if s.name == "orchestrator decide TriggerReceived")
+    decide = next(s for s in spans if s.name == "processor decide TriggerReceived")
     assert decide.parent.span_id == caller.get_span_context().span_id
     assert sum(s.name == "executor task" for s in spans) == 5
 

@@ -12,13 +12,14 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from flowlog.streams.runtime.worker import ROLES
 
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "infra" / "k8s"
 COMPOSE = REPO / "infra" / "compose" / "docker-compose.yml"
 COMPOSE_WHEEL = REPO / ".cache" / "compose-spec" / "docker_compose-1.29.2-py2.py3-none-any.whl"
-ENGINE_ROLES = ("orchestrator", "executor", "dispatcher")
-GROUPS = {"orchestrator": "orchestrator", "executor": "executor", "dispatcher": "dispatcher"}
+ENGINE_ROLES = ROLES  # the default layout, `flowlog worker all`
+GROUPS = {"processor": "processor", "executor": "executor"}
 
 
 def _processes() -> set[str]:
@@ -59,7 +60,7 @@ def test_compose_file_passes_the_compose_spec_schema() -> None:
     errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(doc)]
     assert errors == []
     broken = {**doc, "services": {**doc["services"],
-                                  "orchestrator": {**doc["services"]["orchestrator"],
+                                  "processor": {**doc["services"]["processor"],
                                                    "replica": 2}}}
     assert list(validator.iter_errors(broken)), "the schema must reject an unknown key"
 
@@ -173,7 +174,7 @@ def test_autoscaling_follows_lag_of_real_groups_and_stays_within_partitions() ->
     deployments = {d["metadata"]["name"]: d for d in by_kind("Deployment")}
     scaled = by_kind("ScaledObject")
     assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} >= {
-        "flowlog-executor", "flowlog-orchestrator"}
+        "flowlog-executor", "flowlog-processor"}
     for so in scaled:
         jsonschema.validate(so, SCALED_OBJECT)
         target = so["spec"]["scaleTargetRef"]["name"]

@@ -111,10 +111,15 @@ async def test_executor(shared: compose.Shared) -> None:
 
 
 async def test_processor(shared: compose.Shared) -> None:
-    p = compose.processor(shared)
+    p = compose.processor(shared)  # at_least_once, the default: the shared producer
     assert isinstance(p, Processor)
     assert consumer_config(p.consumer) == ("unit.processor", "flowlog-processor",
                                            "read_committed", False)
+    assert p.txn_producer is None and p.producer is shared.producer
+    shared.settings = shared.settings.model_copy(
+        update={"processing_guarantee": "exactly_once"})
+    p = compose.processor(shared)  # exactly_once: a transactional producer per partition
+    assert p.producer is None
     producer = p.txn_producer("unit.processor-3")
     assert producer._txn_manager.transactional_id == "unit.processor-3"
     assert producer.client._client_id == "flowlog-unit.processor-3"

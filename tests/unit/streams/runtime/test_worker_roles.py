@@ -1,4 +1,5 @@
-"""Role names of `flowlog worker`: `all`, the opt-in processor, the dispatcher's former name."""
+"""Role names of `flowlog worker`: `all` (processor + executor), the opt-in classic layout,
+the dispatcher's former name."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ from flowlog.streams.runtime.worker import ALIASES, ROLES, expand
 pytestmark = pytest.mark.unit
 
 
-def test_all_is_the_three_default_roles_and_the_dispatcher_is_named_for_what_it_does() -> None:
-    assert expand(["all"]) == ["orchestrator", "executor", "dispatcher"]
+def test_all_is_the_processor_and_the_executor() -> None:
+    assert expand(["all"]) == ["processor", "executor"]
     assert "timers" not in ROLES
+
+
+def test_the_classic_layout_is_named_explicitly() -> None:
+    assert expand(["orchestrator", "executor", "dispatcher"]) == [
+        "orchestrator", "executor", "dispatcher"]
+
+
+@pytest.mark.parametrize("roles", [["all", "orchestrator"], ["processor", "dispatcher"],
+                                   ["processor", "timers"], ["orchestrator", "all"]])
+def test_the_processor_never_runs_beside_the_roles_it_replaces(roles: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"processor does the work of .*never both"):
+        expand(roles)
 
 
 def test_timers_is_accepted_for_one_release_as_the_dispatcher_with_a_warning(
