@@ -1,6 +1,6 @@
 """Memory over a long run: does a role's RSS stay flat while executions keep finishing?
 
-    python benchmarks/bench_memory.py [--rate 100] [--minutes 30] [--processor]
+    python benchmarks/bench_memory.py [--rate 100] [--minutes 30] [--classic]
                                       [--every 10]
 
 One step of the engine benchmark's harness (fresh topics, fresh worker processes, the
@@ -9,8 +9,9 @@ every ``--every`` seconds with the number of executions finished so far. Reporte
 role: RSS after the first tenth of the run (warmed up), at the end, the change in % and
 the least-squares slope in MB per 100,000 executions (issue 8's measure: the orchestrator
 grew by 224 MB per 100,000 executions before finished executions left memory).
-``--processor`` runs `processor + executor` instead of `orchestrator + timers + executor`.
-Writes benchmarks/results/memory[-processor].json. Needs `make up`.
+The default layout (`processor + executor`) writes benchmarks/results/memory-processor.json;
+``--classic`` runs `orchestrator + dispatcher + executor` and writes memory.json. Needs
+`make up`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=100.0, help="executions per second")
     ap.add_argument("--minutes", type=float, default=30.0, help="length of the run")
+    ap.add_argument("--classic", action="store_true",
+                    help="orchestrator + dispatcher + executor instead of the default layout, "
+                    "processor + executor")
     ap.add_argument("--processor", action="store_true",
-                    help="processor + executor instead of orchestrator + timers + executor")
+                    help="the default layout (accepted for older command lines)")
     ap.add_argument("--every", type=float, default=10.0, help="RSS sampling period (s)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--window", type=int, default=None,
@@ -40,7 +44,7 @@ def main() -> None:
                     help="run the workers through this script instead of `-m flowlog.cli` "
                          "(e.g. a wrapper that starts tracemalloc)")
     args = ap.parse_args()
-    layout = Layout(processors=1) if args.processor else Layout()
+    layout = Layout() if args.classic else Layout(processors=1)
     opts = Options(layout=layout, partitions=args.partitions, duration=args.minutes * 60,
                    drain=60.0, rss_every_s=args.every, worker_script=args.worker_script,
                    env={} if args.window is None
@@ -73,7 +77,7 @@ def main() -> None:
                "load_before": load_before,
                "load_after": [round(x, 2) for x in os.getloadavg()],
                "step": step.summary(), "roles": per_role, "samples": step.rss}
-    name = "memory-processor" if args.processor else "memory"
+    name = "memory" if args.classic else "memory-processor"
     print(f"written to {write_results(name, figures)}")
 
 
