@@ -189,6 +189,16 @@ class Settings(BaseSettings):
     max_poll_records: int = Field(
         500, description="Records per poll of the engine's consumers (one decision batch)."
     )
+    # --- streams runtime: fetch batching of the engine roles' consumers (kafka.py) ---
+    consumer_fetch_min_bytes: int = Field(
+        1, ge=1, description="The engine roles' consumers: the broker answers a fetch once "
+        "this many bytes are there, or after FLOWLOG_CONSUMER_FETCH_MAX_WAIT_MS (Kafka's "
+        "fetch.min.bytes; 1: at once, the lowest latency, one fetch per record under light load).",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        500, ge=0, description="The engine roles' consumers: the longest a fetch waits for "
+        "FLOWLOG_CONSUMER_FETCH_MIN_BYTES (Kafka's fetch.max.wait.ms).",
+    )
     # --- streams runtime: the finished-executions window (streams/runtime/window.py) ---
     finished_window: int = Field(
         5_000, description="Finished executions the orchestrator and the processor keep per "

@@ -72,6 +72,8 @@ def group_consumer(settings: Settings, group: str, topics: list[str], **kw: Any
     """
     kw.setdefault("isolation_level", settings.kafka_isolation_level)
     kw.setdefault("client_id", f"flowlog-{group}")
+    kw.setdefault("fetch_min_bytes", settings.consumer_fetch_min_bytes)
+    kw.setdefault("fetch_max_wait_ms", settings.consumer_fetch_max_wait_ms)
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.topic_prefix + group, enable_auto_commit=False,

@@ -125,6 +125,8 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
         # also librdkafka's rebalance timeout; aiokafka's max_poll_interval_ms default
         "max.poll.interval.ms": 300_000,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        "fetch.min.bytes": settings.consumer_fetch_min_bytes,
+        "fetch.wait.max.ms": settings.consumer_fetch_max_wait_ms,
         "logger": logging.getLogger("flowlog.rdkafka"),
     }
     conf.update(overrides)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowlog.streams.runtime import compose, kafka
+from flowlog.streams.runtime import compose, kafka, rdkafka
 from flowlog.streams.runtime.dispatcher import Dispatcher
 from flowlog.streams.runtime.executor import Executor
 from flowlog.streams.runtime.orchestrator import Orchestrator
@@ -153,3 +153,14 @@ async def test_a_bare_runner_builds_and_closes_its_own_limits() -> None:
     assert runner._own_limits is True
     assert type(runner.limits.breakers).__name__ == "LocalBreakers"
     await runner.aclose()
+
+
+async def test_fetch_batching_settings_reach_both_clients() -> None:
+    s = Settings(topic_prefix="unit.", consumer_fetch_min_bytes=4096,
+                 consumer_fetch_max_wait_ms=7)
+    consumer = kafka.group_consumer(s, "executor", ["unit.node-tasks"])
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (4096, 7)
+    conf = rdkafka.consumer_config(s, "executor")
+    assert (conf["fetch.min.bytes"], conf["fetch.wait.max.ms"]) == (4096, 7)
+    default = kafka.group_consumer(Settings(), "executor", ["node-tasks"])
+    assert (default._fetch_min_bytes, default._fetch_max_wait_ms) == (1, 500)  # Kafka's
