@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile and (args.profile_rate or best):
         rate = args.profile_rate or best
         pdir = Settings().state_dir / "bench-engine" / "profile" / args.target
+        for old in pdir.glob("*.txt"):  # an earlier run's roles (another layout) are not ours
+            old.unlink()
         step = run_step(opts, rate, profile_dir=pdir, label="profile: ")
         show_step(step)
         profile = {"rate": rate, "step": step.summary(), "roles": {}}

@@ -61,17 +61,24 @@ def main() -> None:
             continue
         first, last = points[0][2], points[-1][2]
         b, se = slope([(float(n), mb) for _, n, mb in points])
+        second = [(t, n, per[role]) for t, n, per in step.rss[len(step.rss) // 2:]
+                  if per.get(role)]
         per_role[role] = {
             "rss_mb_start": first, "rss_mb_end": last, "rss_mb_max": max(p[2] for p in points),
             "change_percent": round((last - first) / first * 100, 1),
             "mb_per_100k_executions": round(b * 100_000, 1),
             "mb_per_100k_executions_se": round(se * 100_000, 1),
             "executions_in_window": points[-1][1] - points[0][1],
+            # a window still filling in the first tenth shows as growth above; the second
+            # half is the steady state once it is full (docs/engine.md, "Memory")
+            "second_half_change_percent": round(
+                (second[-1][2] - second[0][2]) / second[0][2] * 100, 1) if second else None,
         }
         print(f"{role:>14}: RSS {first:.0f} → {last:.0f} MB "
               f"({per_role[role]['change_percent']:+.1f} %), "
               f"{per_role[role]['mb_per_100k_executions']:+.1f} ± "
-              f"{per_role[role]['mb_per_100k_executions_se']:.1f} MB per 100,000 executions")
+              f"{per_role[role]['mb_per_100k_executions_se']:.1f} MB per 100,000 executions; "
+              f"second half {per_role[role]['second_half_change_percent']:+.1f} %")
     figures = {"layout": layout.label(), "rate": args.rate, "minutes": args.minutes,
                "finished_window": args.window,
                "load_before": load_before,
