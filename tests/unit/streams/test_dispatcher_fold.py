@@ -1,15 +1,18 @@
-"""The dispatcher's own fold against the aggregate's `evolve`, without Kafka.
+"""The dispatcher's state is the processor's `PartitionState`, folded by `evolve`; no Kafka.
 
-The dispatcher keeps only armed timers, phase, envelope and loop items per unfinished
-execution, read straight from decoded batch records. Here every scripted example run and
-random runs (any order, duplicates, retries, delays) go through the real codec into it,
-event by event, and what it keeps must equal what `evolve` folds: `state.timers`, the
-phase, and the node tasks that the full fold would render.
+Every scripted example run and random runs (any order, duplicates, retries, delays) go
+through the real codec and the dispatcher's own batch handler, decision by decision. After
+each batch, the execution's state the dispatcher holds must equal (a) what `evolve` folds
+from the same events and (b) what the processor's rebuild folds from the same records
+(`records.batch_events` + `PartitionState.replay`): timers, phase, seq, envelope, node runs
+(its retired state once finished); its live heap entries must be its armed timers; the tasks
+it issues must be the ones a full fold renders.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -25,8 +28,8 @@ from flowlog.aggregates.execution import inputs as dinp
 from flowlog.aggregates.execution.taskconfig import render_task_config
 from flowlog.schemas.codec import Codec
 from flowlog.schemas.model import canonical_json
-from flowlog.streams.runtime import dispatcher as dmod
-from flowlog.streams.runtime.dispatcher import Dispatcher, _Partition
+from flowlog.streams.runtime.dispatcher import Dispatcher
+from flowlog.streams.runtime.processor_state import PartitionState
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -99,9 +102,11 @@ class FakeAdmission:
         return []
 
 
-def make(*definitions: CompiledDefinition) -> tuple[Dispatcher, FakeProducer]:
+def make(*definitions: CompiledDefinition, window: int = 5_000
+         ) -> tuple[Dispatcher, FakeProducer]:
     producer = FakeProducer()
-    disp = Dispatcher(Settings(topic_prefix="unit."), FakeFollower(*definitions),  # type: ignore[arg-type]
+    disp = Dispatcher(Settings(topic_prefix="unit.", finished_window=window),  # type: ignore[call-arg]
+                      FakeFollower(*definitions),  # type: ignore[arg-type]
                       producer, consumer=FakeConsumer(), codec=CODEC,  # type: ignore[arg-type]
                       admission=FakeAdmission())
     disp.committer.start()  # as `run` does (the tests run in the event loop)
@@ -123,9 +128,19 @@ def encoded(batch: list[dev.ExecutionEvent]) -> bytes:
     return CODEC.encode("ExecutionEventBatch", wire.batch_record(batch, batch[0].causation_id))
 
 
-def armed(disp_timers: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-    """The dispatcher's timers in `state.timers`' shape."""
-    return {tid: (k, n, a, due.isoformat()) for tid, (k, n, a, due, _) in disp_timers.items()}
+def msgs_of(batches: list[list[dev.ExecutionEvent]], start: int = 0) -> list[Any]:
+    return [SimpleNamespace(offset=i, value=encoded(b)) for i, b in enumerate(batches, start)]
+
+
+def live_timers(part: PartitionState) -> list[tuple[str, str]]:
+    """(execution, timer) of the heap entries still armed (lazy deletion skips the rest)."""
+    out = []
+    for _, eid, tid, due_iso in part.heap:
+        s = part.states.get(eid)
+        t = s.timers.get(tid) if s is not None and not s.finished else None
+        if t is not None and t[3] == due_iso:
+            out.append((eid, tid))
+    return sorted(out)
 
 
 def expected_task(d: CompiledDefinition, e: dev.NodeScheduled, item: Any,
@@ -145,42 +160,47 @@ def expected_task(d: CompiledDefinition, e: dev.NodeScheduled, item: Any,
             "workflow_version": e.workflow_version}
 
 
+TP = TopicPartition("events", 0)
+
+
 async def check_against_evolve(d: CompiledDefinition, events: list[dev.ExecutionEvent]) -> None:
     disp, producer = make(d)
-    part = disp.parts[0] = _Partition(0)
+    part = disp.assign(0, 0)
+    rebuilt = PartitionState(0, 5_000)  # the processor's rebuild of the same records
     state = ExecutionState()
     items: dict[str, Any] = {}
     want_tasks = []
-    sends: list[Any] = []
-    for batch in decisions(events):
-        records = CODEC.decode(encoded(batch)).record["events"]
-        for r, e in zip(records, batch, strict=True):
-            await disp._apply(part, 0, r, True, sends)
-            evolve(state, e)
-            seen = wire.record_to_event(r)  # what the full-fold dispatcher worked on
-            if isinstance(seen, dev.LoopIterationStarted):
-                items[f"{seen.node_id}[{seen.index}]"] = seen.item
-            if isinstance(seen, dev.NodeScheduled):
-                want_tasks.append(expected_task(d, seen, items.get(seen.node_id),
+    for offset, batch in enumerate(decisions(events)):
+        value = encoded(batch)
+        await disp._handle({TP: [SimpleNamespace(offset=offset, value=value)]})
+        for e in wire.batch_events(CODEC.decode(value).record):
+            assert rebuilt.replay(e)
+            if isinstance(e, dev.LoopIterationStarted):
+                items[f"{e.node_id}[{e.index}]"] = e.item
+            if isinstance(e, dev.NodeScheduled):
+                want_tasks.append(expected_task(d, e, items.get(e.node_id),
                                                 disp.settings.executor_default_timeout_ms))
-            x = part.execs.get(e.execution_id)
-            if state.finished:
-                assert x is None and e.execution_id in part.done
-                continue
-            assert x is not None
-            assert armed(x.timers) == state.timers, e
-            assert (x.phase, x.seq, x.workflow_id, x.workflow_version, x.tenant,
-                    x.correlation_id) == (state.phase, state.seq, state.workflow_id,
-                                          state.workflow_version, state.tenant,
-                                          state.correlation_id)
-            # every armed timer has exactly one live heap entry
-            live = [h for h in part.heap if part.live(h)]
-            assert sorted(h[3] for h in live) == sorted(state.timers)
-    await asyncio.gather(*sends)
+        for e in batch:
+            evolve(state, e)
+        eid = batch[0].execution_id
+        held = part.states[eid]
+        assert held.to_dict() == rebuilt.states[eid].to_dict(), batch
+        want = state.retired() if state.finished else state
+        assert (held.timers, held.phase, held.seq, held.workflow_id, held.workflow_version,
+                held.tenant, held.correlation_id) == (
+            want.timers, want.phase, want.seq, want.workflow_id, want.workflow_version,
+            want.tenant, want.correlation_id), batch
+        assert {n: (r.status, r.attempt) for n, r in held.nodes.items()} == {
+            n: (r.status, r.attempt) for n, r in want.nodes.items()}
+        assert live_timers(part) == sorted((eid, t) for t in want.timers)
+        assert part.items.get(eid) == rebuilt.items.get(eid)
+    await disp.committer.stop()
     got = producer.records("node-tasks")
     assert [{k: t[k] for k in want} for t, want in zip(got, want_tasks, strict=True)] \
         == want_tasks
-    assert not part.execs  # a finished execution leaves nothing behind but its id
+    assert len(got) == len(want_tasks)
+    assert list(part.finished) == [events[0].execution_id]
+    assert not part.items  # a finished execution keeps only its retired state
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -200,13 +220,13 @@ def test_random_runs_fold_like_evolve(raw: dict[str, Any], data: st.DataObject) 
 async def test_due_timers_fire_once_per_arming_and_not_when_spent() -> None:
     run = SCENARIOS["webhook_dead_letter_then_retry"]()
     disp, producer = make(run.d)
-    part = disp.parts[0] = _Partition(0)
+    disp.assign(0, 0)
     state = ExecutionState()
-    sends: list[Any] = []
     fired_total = 0
-    for batch in decisions(run.events):
-        for r, e in zip(CODEC.decode(encoded(batch)).record["events"], batch, strict=True):
-            await disp._apply(part, 0, r, True, sends)
+    for offset, batch in enumerate(decisions(run.events)):
+        await disp._handle({TP: [SimpleNamespace(offset=offset, value=encoded(batch))]})
+        await disp.committer.flush()
+        for e in batch:
             evolve(state, e)
         before = len(producer.sent)
         await disp._fire_due()  # the scenario's due times are all in the past
@@ -222,9 +242,10 @@ async def test_due_timers_fire_once_per_arming_and_not_when_spent() -> None:
             assert f["event_id"] == wire.derived_id(f["execution_id"], f["timer_id"], "fired")
             assert (f["workflow_id"], f["correlation_id"], f["tenant"]) == (
                 state.workflow_id, state.correlation_id, state.tenant)
+        after = len(producer.sent)
         await disp._fire_due()
-        assert not [t for t, _, _ in producer.sent[before + len(fired):]
-                    if t.endswith("timers")], "a timer was sent twice"
+        assert not [t for t, _, _ in producer.sent[after:] if t.endswith("timers")], \
+            "a timer was sent twice"
     armings = sum(1 for e in run.events if isinstance(e, dev.TimerSet))
     spent_unfired = sum(1 for e in run.events if isinstance(e, dev.TimerSet)
                         and e.kind == "node_timeout")  # disarmed by the attempt's result
@@ -235,62 +256,74 @@ async def test_due_timers_fire_once_per_arming_and_not_when_spent() -> None:
 async def test_future_timer_waits_and_finished_execution_drops_it() -> None:
     run = SCENARIOS["delay_and_wait_expired"]()
     disp, producer = make(run.d)
-    part = disp.parts[0] = _Partition(0)
-    sends: list[Any] = []
+    part = disp.assign(0, 0)
     shift = datetime.now(UTC) - T0 + timedelta(hours=1)  # due an hour from now
     batches = decisions(run.events)
     first = next(i for i, b in enumerate(batches)
                  if any(isinstance(e, dev.TimerSet) for e in b))
-    for batch in batches[:first + 1]:
-        for r in CODEC.decode(encoded(batch)).record["events"]:
-            if r["event_type"] == "TimerSet":
-                r["due_at"] += shift
-            await disp._apply(part, 0, r, True, sends)
-    assert [h for h in part.heap if part.live(h)]
+    shifted = [[replace(e, due_at=e.due_at + shift) if isinstance(e, dev.TimerSet) else e
+                for e in b] for b in batches]
+    await disp._handle({TP: msgs_of(shifted[:first + 1])})
+    assert live_timers(part)
     await disp._fire_due()
     assert not [t for t, _, _ in producer.sent if t.endswith("timers")]
-    for batch in batches[first + 1:]:  # the rest, up to the execution's end
-        for r in CODEC.decode(encoded(batch)).record["events"]:
-            await disp._apply(part, 0, r, True, sends)
-    assert not part.execs and part.heap  # entries left, none live
-    assert not [h for h in part.heap if part.live(h)]
-    part.compact()
+    await disp._handle({TP: msgs_of(shifted[first + 1:], first + 1)})  # up to the end
+    assert part.states[run.events[0].execution_id].finished
+    assert part.heap and not live_timers(part)  # entries left, none live
+    assert part.due(datetime.now(UTC) + timedelta(days=3650)) == []  # skipped, not fired
     assert part.heap == []
 
 
 async def test_rebuild_issues_tasks_only_from_the_committed_offset() -> None:
     run = SCENARIOS["batch_loop"]()
     disp, producer = make(run.d)
-    msgs = [SimpleNamespace(offset=i, value=encoded(b))
-            for i, b in enumerate(decisions(run.events))]
+    msgs = msgs_of(decisions(run.events))
     cut = 3
-    disp.parts[0] = _Partition(cut)
-    tp = TopicPartition("events", 0)
-    await disp._handle({tp: msgs})
+    disp.assign(0, cut)
+    await disp._handle({TP: msgs})
     await disp.committer.flush()
     issued = [t["task_key"] for t in producer.records("node-tasks")]
     want = [e.task_key for i, b in enumerate(decisions(run.events)) if i >= cut
             for e in b if isinstance(e, dev.NodeScheduled)]
     assert issued == want and want
-    assert disp.consumer.commits[-1][tp].offset == len(msgs)  # type: ignore[attr-defined]
-    assert disp.parts[0].resume_at == len(msgs)
+    assert disp.consumer.commits[-1][TP].offset == len(msgs)  # type: ignore[attr-defined]
+    assert disp.resume_at[0] == len(msgs)
     # the whole log again (a re-written tail): nothing new is issued
-    await disp._handle({tp: msgs})
+    await disp._handle({TP: msgs})
     await disp.committer.stop()
     assert [t["task_key"] for t in producer.records("node-tasks")] == issued
 
 
-async def test_memory_follows_unfinished_executions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dmod, "FINISHED_MEMORY", 5)
+async def test_repeats_and_gaps_are_not_folded(caplog: pytest.LogCaptureFixture) -> None:
+    run = SCENARIOS["bench_5node"]()
+    disp, producer = make(run.d)
+    part = disp.assign(0, 0)
+    batches = decisions(run.events)
+    eid = run.events[0].execution_id
+    await disp._handle({TP: msgs_of(batches[:2])})
+    seq = part.states[eid].seq
+    await disp._handle({TP: msgs_of(batches[1:2], 2)})  # re-written: a repeat
+    assert part.states[eid].seq == seq
+    with caplog.at_level("ERROR", logger="flowlog.streams.runtime.dispatcher"):
+        await disp._handle({TP: msgs_of(batches[3:4], 3)})  # skips batch 2: a gap
+    assert part.states[eid].seq == seq
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dispatcher: gap in {eid}: seq {e.seq} after {seq}" for e in batches[3]]
+    await disp._handle({TP: msgs_of(batches[2:], 4)})  # the rest, in order
+    await disp.committer.flush()
+    assert part.states[eid].finished
+    tasks = [t["task_key"] for t in producer.records("node-tasks")]
+    assert tasks == [e.task_key for e in run.events if isinstance(e, dev.NodeScheduled)]
+
+
+async def test_memory_follows_unfinished_executions() -> None:
     d = SCENARIOS["bench_5node"]().d
-    disp, producer = make(d)
-    part = disp.parts[0] = _Partition(0)
-    tp = TopicPartition("events", 0)
+    disp, producer = make(d, window=5)
+    part = disp.assign(0, 0)
     offset = 0
+    msgs: list[Any] = []
     for n in range(20):
-        run = SCENARIOS["bench_5node"]()
-        run.execution_id = f"bench-{n}"
-        # re-run with its own id: rebuild the run's events under the new execution id
+        # the run under its own id: its events decided again under the new execution id
         state, evs = ExecutionState(), []
         inputs = [dinp.TriggerReceived(event_id=f"t{n}", execution_id=f"bench-{n}",
                                        workflow_id=d.workflow_id, workflow_version=d.version)]
@@ -303,19 +336,20 @@ async def test_memory_follows_unfinished_executions(monkeypatch: pytest.MonkeyPa
                         event_id=f"r{n}{e.node_id}", node_id=e.node_id, attempt=e.attempt,
                         status="succeeded", output={}))  # fmt: skip
             evs += new
-        msgs = []
-        for b in decisions(evs):
-            msgs.append(SimpleNamespace(offset=offset, value=encoded(b)))
-            offset += 1
-        await disp._handle({tp: msgs})
+        msgs = msgs_of(decisions(evs), offset)
+        offset += len(msgs)
+        await disp._handle({TP: msgs})
         assert state.finished
-    assert not part.execs
-    assert list(part.done) == [f"bench-{n}" for n in range(15, 20)]
+    assert list(part.finished) == [f"bench-{n}" for n in range(15, 20)]
+    assert sorted(part.states) == [f"bench-{n}" for n in range(15, 20)]
+    assert all(s.finished and not s.nodes for s in part.states.values())  # retired
+    assert not part.items and not live_timers(part)
+    await disp.committer.flush()
     assert len(producer.records("node-tasks")) == 20 * 5
-    # a late re-written event of a remembered finished execution is ignored quietly
+    # a late re-written event of a finished execution in the window is ignored quietly
     before = len(producer.sent)
-    await disp._handle({tp: msgs})
-    assert len(producer.sent) == before and not part.execs
+    await disp._handle({TP: msgs})
+    assert len(producer.sent) == before and len(part.states) == 5
 
 
 async def test_flow_control_sees_queued_then_finished() -> None:
@@ -337,12 +371,9 @@ async def test_flow_control_sees_queued_then_finished() -> None:
     events += new
     assert sched and new[-1].event_type == "ExecutionSucceeded"
     disp, _ = make(d)
-    disp.parts[0] = _Partition(0)
-    tp = TopicPartition("events", 0)
+    part = disp.assign(0, 0)
     batches = decisions(events)
-    await disp._handle({tp: [SimpleNamespace(offset=0, value=encoded(batches[0]))]})
-    await disp._handle({tp: [SimpleNamespace(offset=i, value=encoded(b))  # type: ignore[dict-item]
-                             for i, b in enumerate(batches[1:], 1)]})
+    await disp._handle({TP: msgs_of(batches[:1])})
+    await disp._handle({TP: msgs_of(batches[1:], 1)})
     assert disp.admission.calls == [("enqueue", "x1"), ("release", "x1")]  # type: ignore[attr-defined]
-    assert not disp.parts[0].limited and not disp.parts[0].execs
-
+    assert not part.limited and part.states["x1"].finished
