@@ -201,8 +201,9 @@ class Settings(BaseSettings):
     )
     # --- streams runtime: the finished-executions window (streams/runtime/window.py) ---
     finished_window: int = Field(
-        5_000, description="Finished executions the orchestrator and the processor keep per "
-        "partition (their retired states deduplicate late inputs); older ones leave memory. "
+        5_000, description="Finished executions the orchestrator, the processor and the "
+        "dispatcher keep per partition (their retired states deduplicate late inputs); older "
+        "ones leave memory. "
         "FLOWLOG_ORCHESTRATOR_FINISHED_WINDOW and FLOWLOG_PROCESSOR_FINISHED_WINDOW are "
         "accepted as aliases for one release.",
         # an alias replaces the prefixed name, so the new name is listed first (it wins)
