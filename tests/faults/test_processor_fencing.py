@@ -31,10 +31,10 @@ from flowlog.schemas.codec import Codec
 from flowlog.schemas.events import TriggerReceived
 from flowlog.schemas.sdk import EventProducer
 from flowlog.streams.runtime.kafka import catalog, ensure_topics, seek_to_start
-from flowlog.streams.runtime.tools import TERMINAL, apply_definition
+from flowlog.streams.runtime.tools import apply_definition
 
 from flowlog.settings import Settings
-from tests.support.faults import Proc, worker_env
+from tests.support.faults import Proc, terminal_count, worker_env
 
 pytestmark = pytest.mark.faults
 
@@ -71,14 +71,6 @@ async def _read(settings: Settings, isolation: str) -> tuple[int, list[dict[str,
     finally:
         await consumer.stop()
     return batches, events
-
-
-def _ended(events: list[dict[str, Any]]) -> dict[str, int]:
-    ends: dict[str, set[int]] = defaultdict(set)
-    for e in events:
-        if e["event_type"] in TERMINAL:
-            ends[e["execution_id"]].add(e["seq"])
-    return {k: len(v) for k, v in ends.items()}
 
 
 def _state(proc: Proc) -> str:
@@ -125,7 +117,7 @@ async def test_a_paused_processor_is_fenced_and_its_late_writes_are_aborted(
 
     async def finished(n: int) -> bool:
         _, events = await _read(s, "read_committed")
-        return len(_ended(events)) >= n
+        return len(terminal_count(events)) >= n
 
     a.start()
     executor.start()
@@ -159,7 +151,7 @@ async def test_a_paused_processor_is_fenced_and_its_late_writes_are_aborted(
 
     committed_batches, events = await _read(s, "read_committed")
     all_batches, _ = await _read(s, "read_uncommitted")
-    ended = _ended(events)
+    ended = terminal_count(events)
     assert set(ended) == set(ids), f"{len(set(ids) - set(ended))} executions never ended"
     assert all(n == 1 for n in ended.values()), {k: n for k, n in ended.items() if n != 1}
     by_exec: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
